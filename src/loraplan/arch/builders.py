@@ -1,0 +1,274 @@
+"""config.json -> Architecture for the families loraplan knows, without torch.
+
+Each builder mirrors the module layout of transformers (v5: MoE experts are stacked 3-D
+parameters `experts.gate_up_proj` / `experts.down_proj`, routers are custom modules), so the
+names it gives are the names a `target_modules` list must use. tests/test_arch_meta.py checks
+every builder against transformers itself on the meta device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from loraplan.arch.config import family_of, get_int, text_config
+from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.errors import UnsupportedModelError
+
+Config = dict[str, Any]
+
+
+def _head_dim(cfg: Config) -> int:
+    hidden = get_int(cfg, "hidden_size")
+    heads = get_int(cfg, "num_attention_heads")
+    return get_int(cfg, "head_dim", default=hidden // heads)
+
+
+def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False) -> Iterator[Weight]:
+    """q, k, v, o projections (GQA/MHA); `gated_q` doubles q for an output gate (Qwen3.5)."""
+    hidden = get_int(cfg, "hidden_size")
+    heads = get_int(cfg, "num_attention_heads")
+    kv_heads = get_int(cfg, "num_key_value_heads", default=heads)
+    hd = _head_dim(cfg)
+    q_out = heads * hd * (2 if gated_q else 1)
+    yield Weight(f"{prefix}.q_proj", hidden, q_out, Role.ATTN, layer)
+    yield Weight(f"{prefix}.k_proj", hidden, kv_heads * hd, Role.ATTN, layer)
+    yield Weight(f"{prefix}.v_proj", hidden, kv_heads * hd, Role.ATTN, layer)
+    yield Weight(f"{prefix}.o_proj", heads * hd, hidden, Role.ATTN, layer)
+
+
+def _fused_qkv_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
+    """Phi-3 style: one `qkv_proj` holding q, k and v, then `o_proj`."""
+    hidden = get_int(cfg, "hidden_size")
+    heads = get_int(cfg, "num_attention_heads")
+    kv_heads = get_int(cfg, "num_key_value_heads", default=heads)
+    hd = _head_dim(cfg)
+    parts = (heads * hd, kv_heads * hd, kv_heads * hd)
+    yield Weight(f"{prefix}.qkv_proj", hidden, sum(parts), Role.ATTN, layer, parts=parts)
+    yield Weight(f"{prefix}.o_proj", heads * hd, hidden, Role.ATTN, layer)
+
+
+def _mla_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
+    """DeepSeek-V3 multi-head latent attention: low-rank q and kv with up-projections."""
+    hidden = get_int(cfg, "hidden_size")
+    heads = get_int(cfg, "num_attention_heads")
+    nope = get_int(cfg, "qk_nope_head_dim")
+    rope = get_int(cfg, "qk_rope_head_dim")
+    v_dim = get_int(cfg, "v_head_dim")
+    kv_rank = get_int(cfg, "kv_lora_rank")
+    q_rank = cfg.get("q_lora_rank")
+    if q_rank:
+        yield Weight(f"{prefix}.q_a_proj", hidden, q_rank, Role.ATTN, layer)
+        yield Weight(f"{prefix}.q_b_proj", q_rank, heads * (nope + rope), Role.ATTN, layer)
+    else:
+        yield Weight(f"{prefix}.q_proj", hidden, heads * (nope + rope), Role.ATTN, layer)
+    yield Weight(f"{prefix}.kv_a_proj_with_mqa", hidden, kv_rank + rope, Role.ATTN, layer)
+    yield Weight(f"{prefix}.kv_b_proj", kv_rank, heads * (nope + v_dim), Role.ATTN, layer)
+    yield Weight(f"{prefix}.o_proj", heads * v_dim, hidden, Role.ATTN, layer)
+
+
+def _linear_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
+    """Qwen3.5 Gated DeltaNet: split input projections, one output projection."""
+    hidden = get_int(cfg, "hidden_size")
+    key_dim = get_int(cfg, "linear_num_key_heads") * get_int(cfg, "linear_key_head_dim")
+    v_heads = get_int(cfg, "linear_num_value_heads")
+    value_dim = v_heads * get_int(cfg, "linear_value_head_dim")
+    yield Weight(f"{prefix}.in_proj_qkv", hidden, 2 * key_dim + value_dim, Role.ATTN, layer)
+    yield Weight(f"{prefix}.in_proj_z", hidden, value_dim, Role.ATTN, layer)
+    yield Weight(f"{prefix}.in_proj_b", hidden, v_heads, Role.ATTN, layer)
+    yield Weight(f"{prefix}.in_proj_a", hidden, v_heads, Role.ATTN, layer)
+    yield Weight(f"{prefix}.out_proj", value_dim, hidden, Role.ATTN, layer)
+
+
+def _gated_mlp(hidden: int, inter: int, prefix: str, layer: int, role: Role = Role.MLP) -> Iterator[Weight]:
+    yield Weight(f"{prefix}.gate_proj", hidden, inter, role, layer)
+    yield Weight(f"{prefix}.up_proj", hidden, inter, role, layer)
+    yield Weight(f"{prefix}.down_proj", inter, hidden, role, layer)
+
+
+def _fused_mlp(hidden: int, inter: int, prefix: str, layer: int) -> Iterator[Weight]:
+    """Phi-3 style: `gate_up_proj` holds gate and up."""
+    yield Weight(f"{prefix}.gate_up_proj", hidden, 2 * inter, Role.MLP, layer, parts=(inter, inter))
+    yield Weight(f"{prefix}.down_proj", inter, hidden, Role.MLP, layer)
+
+
+def _experts(hidden: int, inter: int, experts: int, prefix: str, layer: int) -> Iterator[Weight]:
+    """Stacked experts as transformers v5 holds them: fused gate_up and down, 3-D parameters."""
+    yield Weight(
+        f"{prefix}.gate_up_proj", hidden, 2 * inter, Role.EXPERT, layer,
+        num_experts=experts, parts=(inter, inter), kind=Kind.EXPERT_PARAM,
+    )
+    yield Weight(f"{prefix}.down_proj", inter, hidden, Role.EXPERT, layer, num_experts=experts,
+                 kind=Kind.EXPERT_PARAM)
+
+
+def _router(hidden: int, experts: int, name: str, layer: int) -> Weight:
+    return Weight(name, hidden, experts, Role.ROUTER, layer, kind=Kind.ROUTER_PARAM)
+
+
+def _is_moe_layer(cfg: Config, layer: int) -> bool:
+    """Qwen-MoE / DeepSeek rules for which layers are sparse."""
+    if cfg.get("model_type") in ("deepseek_v3", "kimi_k2", "deepseek_v2"):
+        first_dense = get_int(cfg, "first_k_dense_replace", default=0)
+        freq = get_int(cfg, "moe_layer_freq", default=1)
+        return layer >= first_dense and layer % freq == 0
+    if layer in (cfg.get("mlp_only_layers") or []):
+        return False
+    step = get_int(cfg, "decoder_sparse_step", default=1)
+    return (layer + 1) % step == 0
+
+
+def _mlp_block(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
+    """Dense or MoE feed-forward of one layer, by model_type."""
+    hidden = get_int(cfg, "hidden_size")
+    model_type = cfg["model_type"]
+    if model_type == "phi3":
+        yield from _fused_mlp(hidden, get_int(cfg, "intermediate_size"), prefix, layer)
+        return
+    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
+    if not experts or not _is_moe_layer(cfg, layer):
+        yield from _gated_mlp(hidden, get_int(cfg, "intermediate_size"), prefix, layer)
+        return
+    inter = get_int(cfg, "moe_intermediate_size", "intermediate_size")
+    if model_type == "gpt_oss":
+        yield _router(hidden, experts, f"{prefix}.router", layer)
+        yield from _experts(hidden, inter, experts, f"{prefix}.experts", layer)
+        return
+    yield _router(hidden, experts, f"{prefix}.gate", layer)
+    yield from _experts(hidden, inter, experts, f"{prefix}.experts", layer)
+    shared_inter = cfg.get("shared_expert_intermediate_size")
+    if shared_inter:  # Qwen2-MoE / Qwen3.5-MoE: one shared expert with a sigmoid gate
+        yield from _gated_mlp(hidden, shared_inter, f"{prefix}.shared_expert", layer, Role.SHARED_EXPERT)
+        yield Weight(f"{prefix}.shared_expert_gate", hidden, 1, Role.ROUTER, layer)
+    n_shared = get_int(cfg, "n_shared_experts", default=0)
+    if n_shared:  # DeepSeek: shared experts fused into one MLP of n_shared * moe_intermediate
+        yield from _gated_mlp(hidden, inter * n_shared, f"{prefix}.shared_experts", layer, Role.SHARED_EXPERT)
+
+
+def _attention_block(cfg: Config, layer: int) -> Iterator[Weight]:
+    base = f"model.layers.{layer}"
+    model_type = cfg["model_type"]
+    if model_type in ("deepseek_v3", "kimi_k2", "deepseek_v2"):
+        yield from _mla_attention(cfg, f"{base}.self_attn", layer)
+    elif model_type == "phi3":
+        yield from _fused_qkv_attention(cfg, f"{base}.self_attn", layer)
+    elif model_type.startswith("qwen3_5"):
+        kinds = cfg.get("layer_types") or []
+        if layer < len(kinds) and kinds[layer] == "linear_attention":
+            yield from _linear_attention(cfg, f"{base}.linear_attn", layer)
+        else:
+            yield from _attention(cfg, f"{base}.self_attn", layer, gated_q=bool(cfg.get("attn_output_gate")))
+    else:
+        yield from _attention(cfg, f"{base}.self_attn", layer)
+
+
+SUPPORTED_MODEL_TYPES = frozenset({
+    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "mixtral",
+    "qwen2_moe", "qwen3_moe", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_5_text",
+    "qwen3_5_moe_text", "deepseek_v3", "kimi_k2", "gpt_oss",
+})
+
+# transformers config classes whose tie_word_embeddings defaults to True when the file omits it.
+TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3_text"})
+
+# Non-matrix parameters per layer (norms) for the total count; biases are added where configs say.
+_NORMS_PER_LAYER = 2
+
+
+def _vector_params(cfg: Config, weights: list[Weight]) -> int:
+    """Norm weights and biases: small, but part of an exact total."""
+    hidden = get_int(cfg, "hidden_size")
+    layers = get_int(cfg, "num_hidden_layers")
+    total = hidden * (_NORMS_PER_LAYER * layers + 1)
+    model_type = cfg["model_type"]
+    if model_type in ("gemma2", "gemma3_text"):
+        total += 2 * hidden * layers  # pre/post feed-forward norms
+    if model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_vl_text", "qwen3_vl_moe_text") or (
+        model_type.startswith("qwen3_5")
+    ):
+        heads_norm = 2 * _head_dim(cfg)
+        full = [w for w in weights if w.leaf == "q_proj"]
+        total += heads_norm * len(full)
+    if cfg.get("attention_bias") or model_type == "qwen2":
+        total += sum(w.out_features for w in weights if w.role is Role.ATTN and w.leaf != "o_proj")
+        if model_type == "gpt_oss":
+            total += sum(w.out_features for w in weights if w.leaf == "o_proj")
+    if model_type == "gpt_oss":
+        heads = get_int(cfg, "num_attention_heads")
+        total += layers * heads  # attention sinks
+        total += sum(w.out_features * w.num_experts for w in weights if w.role is Role.EXPERT)
+        total += sum(w.out_features for w in weights if w.role is Role.ROUTER)
+    if model_type in ("deepseek_v3", "kimi_k2"):
+        q_rank = cfg.get("q_lora_rank") or 0
+        total += layers * (q_rank + get_int(cfg, "kv_lora_rank"))  # q_a / kv_a layernorms
+    if model_type.startswith("qwen3_5"):
+        v_heads = get_int(cfg, "linear_num_value_heads", default=0)
+        linear_layers = sum(1 for w in weights if w.leaf == "in_proj_qkv")
+        conv_dim = 2 * get_int(cfg, "linear_num_key_heads", default=0) * get_int(
+            cfg, "linear_key_head_dim", default=0
+        ) + v_heads * get_int(cfg, "linear_value_head_dim", default=0)
+        kernel = get_int(cfg, "linear_conv_kernel_dim", default=0)
+        total += linear_layers * (2 * v_heads + conv_dim * kernel + get_int(cfg, "linear_value_head_dim", default=0))
+    return total
+
+
+def build_from_config(config: Config, model_id: str, source: str) -> Architecture:
+    """The Architecture of a config whose model_type loraplan knows; else UnsupportedModelError."""
+    outer_type = config.get("model_type")
+    cfg = dict(text_config(config))
+    model_type = cfg.get("model_type") or outer_type
+    if outer_type == "kimi_k2":
+        model_type = "kimi_k2"
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"{model_id}: model_type `{model_type}` has no built-in layout; install the `meta` extra "
+            "(torch, transformers) so loraplan can read it from transformers on the meta device"
+        )
+    cfg["model_type"] = model_type
+    where = f"{model_id} config"
+    hidden = get_int(cfg, "hidden_size", where=where)
+    layers = get_int(cfg, "num_hidden_layers", where=where)
+    vocab = get_int(cfg, "vocab_size", where=where)
+    tied = bool(cfg.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT))
+    weights: list[Weight] = [Weight("model.embed_tokens", vocab, hidden, Role.EMBED, kind=Kind.EMBEDDING)]
+    for layer in range(layers):
+        weights.extend(_attention_block(cfg, layer))
+        weights.extend(_mlp_block(cfg, f"model.layers.{layer}.mlp", layer))
+    weights.append(Weight("lm_head", hidden, vocab, Role.UNEMBED))
+    matrix_params = sum(w.numel for w in weights if not (tied and w.role is Role.UNEMBED))
+    total = matrix_params + _vector_params(cfg, weights)
+    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
+    top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", default=0)
+    expert_params = sum(w.numel for w in weights if w.role is Role.EXPERT)
+    active = total - (expert_params * (experts - top_k) // experts if experts else 0)
+    attention_type = attention_type_of(cfg)
+    shared = get_int(cfg, "n_shared_experts", default=1 if cfg.get("shared_expert_intermediate_size") else 0)
+    return Architecture(
+        model_id=model_id,
+        model_type=str(outer_type or model_type),
+        family=family_of(config),
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=vocab,
+        weights=tuple(weights),
+        total_params=total,
+        active_params=active,
+        tie_word_embeddings=tied,
+        num_experts=experts,
+        experts_per_token=top_k,
+        num_shared_experts=shared if experts else 0,
+        attention_type=attention_type,
+        architectures=tuple(config.get("architectures") or ()),
+        source=source,
+    )
+
+
+def attention_type_of(cfg: Config) -> str:
+    if "kv_lora_rank" in cfg:
+        return "mla"
+    if "linear_attention" in (cfg.get("layer_types") or []):
+        return "hybrid-linear"
+    heads = cfg.get("num_attention_heads")
+    kv = cfg.get("num_key_value_heads", heads)
+    return "mha" if kv == heads else "gqa"
+

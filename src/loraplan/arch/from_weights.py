@@ -1,0 +1,116 @@
+"""Architecture from a list of named weights (safetensors headers or meta-device modules).
+
+The config still supplies the facts (hidden size, family, MoE shape); the weights supply the
+names and shapes, so a layout loraplan has no builder for is still counted exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from loraplan.arch.builders import attention_type_of
+from loraplan.arch.config import family_of, get_int, text_config
+from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.arch.roles import role_of
+
+_LAYER = re.compile(r"layers\.(\d+)\.")
+_EXPERT_INDEX = re.compile(r"^(?P<prefix>.*\.experts)\.(?P<idx>\d+)\.(?P<leaf>[^.]+)$")
+
+
+def layer_of(name: str) -> int | None:
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def fused_parts(leaf: str, out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+    """Logical matrices inside a fused weight, from its leaf name and the config."""
+    if leaf in ("gate_up_proj", "w13"):
+        return (out // 2, out // 2)
+    if leaf == "qkv_proj":
+        heads = cfg.get("num_attention_heads")
+        kv = cfg.get("num_key_value_heads", heads)
+        if heads and kv:
+            hd = cfg.get("head_dim") or cfg["hidden_size"] // heads
+            parts = (heads * hd, kv * hd, kv * hd)
+            if sum(parts) == out:
+                return parts
+    return ()
+
+
+def expert_matrix(leaf: str, shape: tuple[int, int], hidden: int) -> tuple[int, int]:
+    """(in, out) of one expert matrix stored 3-D as (E, a, b) in either orientation."""
+    a, b = shape
+    if leaf in ("gate_up_proj", "w13"):
+        return (hidden, b if a == hidden else a)
+    return (b, a)
+
+
+def weights_from_shapes(shapes: dict[str, tuple[int, ...]], cfg: dict[str, Any]) -> list[Weight]:
+    """Named 2-D / 3-D tensors -> Weights; per-index expert tensors are grouped into stacks."""
+    hidden = get_int(cfg, "hidden_size")
+    weights: list[Weight] = []
+    stacks: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for tensor, shape in shapes.items():
+        if not tensor.endswith(".weight") and len(shape) != 3:
+            continue
+        name = tensor[: -len(".weight")] if tensor.endswith(".weight") else tensor
+        leaf = name.rsplit(".", 1)[-1]
+        if len(shape) == 2:
+            expert = _EXPERT_INDEX.match(name)
+            if expert:
+                stacks.setdefault((expert["prefix"], expert["leaf"]), []).append(shape)
+                continue
+            out, inn = shape
+            role = role_of(name)
+            kind = Kind.EMBEDDING if role is Role.EMBED else Kind.LINEAR
+            parts = fused_parts(leaf, out, cfg)
+            weights.append(Weight(name, inn, out, role, layer_of(name), parts=parts, kind=kind))
+        elif len(shape) == 3 and ".experts." in f"{name}.":
+            inn, out = expert_matrix(leaf, (shape[1], shape[2]), hidden)
+            parts = fused_parts(leaf, out, cfg) if leaf in ("gate_up_proj", "w13") else ()
+            weights.append(Weight(name, inn, out, Role.EXPERT, layer_of(name), shape[0], parts,
+                                  Kind.EXPERT_PARAM))
+    for (prefix, leaf), members in stacks.items():
+        out, inn = members[0]
+        weights.append(Weight(f"{prefix}.{leaf}", inn, out, Role.EXPERT, layer_of(prefix), len(members)))
+    return weights
+
+
+def architecture_from_weights(
+    config: dict[str, Any],
+    weights: list[Weight],
+    total_params: int,
+    model_id: str,
+    source: str,
+) -> Architecture:
+    """Combine read weights with config facts."""
+    cfg = text_config(config)
+    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
+    top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", default=0)
+    expert_params = sum(w.numel for w in weights if w.role is Role.EXPERT)
+    active = total_params - (expert_params * (experts - top_k) // experts if experts else 0)
+    unembed = [w for w in weights if w.role is Role.UNEMBED]
+    vocab = unembed[0].out_features if unembed else get_int(cfg, "vocab_size", default=0)
+    return Architecture(
+        model_id=model_id,
+        model_type=str(config.get("model_type", cfg.get("model_type", "unknown"))),
+        family=family_of(config),
+        hidden_size=get_int(cfg, "hidden_size"),
+        num_layers=get_int(cfg, "num_hidden_layers", "n_layer", "num_layers"),
+        vocab_size=vocab,
+        weights=tuple(weights),
+        total_params=total_params,
+        active_params=active,
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        num_experts=experts,
+        experts_per_token=top_k,
+        attention_type=attention_type_of(cfg),
+        architectures=tuple(config.get("architectures") or ()),
+        source=source,
+    )
+
+
+def total_from_shapes(shapes: dict[str, tuple[int, ...]]) -> int:
+    return sum(math.prod(s) for s in shapes.values())

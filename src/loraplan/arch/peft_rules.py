@@ -1,0 +1,107 @@
+"""How HF PEFT resolves a LoRA target spec on a transformers v5 model, without importing either.
+
+Modelled on PEFT 0.21 with transformers 5.x (the versions the test extra installs), and held to
+them by tests/test_peft_equality.py, which runs PEFT itself on meta-device models:
+
+- `all-linear`: every nn.Linear but the output embedding (lm_head).
+- list entries match a module by full name or by dotted suffix; names that match nothing are
+  ignored as long as one name matched.
+- `target_parameters` reach 3-D expert parameters and bare router weights: r * E * (a + b).
+- v4 -> v5 MoE rename (PEFT's `_convert_peft_config_moe`): for model types transformers maps to
+  the Mixtral or Qwen2-MoE conversion pattern, v4 names in the targets (`gate`, `gate_proj`,
+  `up_proj`, `down_proj`, or `w1`/`w2`/`w3`) become target_parameters (`gate.weight`,
+  `gate_up_proj`, `down_proj`) and leave target_modules, so a dense MLP or shared expert that
+  still uses those names is no longer adapted; `gate_up_proj` gets rank 2r when both halves
+  were named. `all-linear` is expanded to leaf names plus those v4 names first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loraplan.arch.model import Architecture, Kind, Role, Weight
+
+ALL_LINEAR = "all-linear"
+
+_QWEN2_MOE_MAP = {"gate": "gate.weight", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj",
+                  "down_proj": "down_proj"}
+_MIXTRAL_MAP = {"gate": "gate.weight", "w1": "gate_up_proj", "w3": "gate_up_proj", "w2": "down_proj"}
+_FUSED = {"mixtral": ("w1", "w3"), "qwen2_moe": ("gate_proj", "up_proj")}
+
+# transformers' conversion_mapping._MODEL_TO_CONVERSION_PATTERN (qwen2_moe-style entries) plus mixtral.
+CONVERSION_PATTERN: dict[str, str] = {
+    "mixtral": "mixtral", "minimax": "mixtral", "minimax_m2": "mixtral",
+    **dict.fromkeys(
+        ("afmoe", "deepseek_v2", "deepseek_v3", "deepseek_v32", "dots1", "ernie4_5_moe", "glm4_moe",
+         "glm4_moe_lite", "glm_moe_dsa", "glm4v_moe", "longcat_flash", "solar_open", "mellum", "qwen3_moe",
+         "qwen3_omni_moe", "qwen3_next", "hunyuan_v1_moe", "flex_olmo", "olmoe", "exaone_moe", "cohere2_moe"),
+        "qwen2_moe",
+    ),
+}
+# Config classes transformers loads for model types it does not know (kimi_k2 -> DeepseekV3Config).
+_LOADED_AS = {"kimi_k2": "deepseek_v3"}
+
+
+@dataclass(frozen=True)
+class PeftSpec:
+    """target_modules (ALL_LINEAR or names) and target_parameters, as a LoraConfig takes them."""
+
+    target_modules: str | tuple[str, ...]
+    target_parameters: tuple[str, ...] = ()
+
+
+def conversion_of(arch: Architecture) -> str | None:
+    model_type = _LOADED_AS.get(arch.model_type, arch.model_type)
+    text_type = model_type.removesuffix("_text")
+    return CONVERSION_PATTERN.get(model_type) or CONVERSION_PATTERN.get(text_type)
+
+
+def _suffix_match(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
+def _linear_leaves(arch: Architecture) -> list[str]:
+    return list(dict.fromkeys(w.leaf for w in arch.weights if w.kind is Kind.LINEAR and w.role is not Role.UNEMBED))
+
+
+def resolve(arch: Architecture, spec: PeftSpec) -> list[tuple[Weight, int]]:
+    """(weight, rank multiplier) for every weight PEFT would adapt under `spec`."""
+    pattern = conversion_of(arch)
+    mapping = {"mixtral": _MIXTRAL_MAP, "qwen2_moe": _QWEN2_MOE_MAP}.get(pattern or "", {})
+    if spec.target_modules == ALL_LINEAR:
+        modules = set(_linear_leaves(arch)) | (set(mapping) if mapping else set())
+        all_linear = not mapping
+    else:
+        modules = set(spec.target_modules)
+        all_linear = False
+    params = set(spec.target_parameters)
+    fused_hits: set[str] = set()
+    if mapping:
+        kept = set()
+        for target in modules:
+            old = next((o for o in mapping if _suffix_match(target, o)), None)
+            if old is None:
+                kept.add(target)
+                continue
+            params.add(mapping[old])
+            if old in _FUSED.get(pattern or "", ()):
+                fused_hits.add(old)
+        modules = kept
+    gate_up_rank = 2 if pattern and len(fused_hits) == len(_FUSED[pattern]) else 1
+    adapted: list[tuple[Weight, int]] = []
+    for weight in arch.weights:
+        if weight.kind is Kind.LINEAR:
+            if (all_linear and weight.role is not Role.UNEMBED) or any(_suffix_match(weight.name, m) for m in modules):
+                adapted.append((weight, 1))
+        elif weight.kind in (Kind.EXPERT_PARAM, Kind.ROUTER_PARAM):
+            param_name = weight.name if weight.kind is Kind.EXPERT_PARAM else f"{weight.name}.weight"
+            if any(_suffix_match(param_name, p) for p in params):
+                adapted.append((weight, gate_up_rank if weight.leaf == "gate_up_proj" else 1))
+    return adapted
+
+
+def unmatched(arch: Architecture, spec: PeftSpec) -> list[str]:
+    """Names in a target list that match no module: PEFT ignores them without a word."""
+    if spec.target_modules == ALL_LINEAR:
+        return []
+    return [t for t in spec.target_modules if not any(_suffix_match(w.name, t) for w in arch.weights)]

@@ -1,0 +1,150 @@
+"""models, lr, params, capacity: the core budget and rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
+from loraplan.output import console, emit_json, table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.command("lr")(lr)
+    app.command("params")(params)
+    app.command("capacity")(capacity)
+
+
+def models(json_out: JsonOpt = False) -> None:
+    """List the bundled catalogue of real model configs."""
+    from loraplan.arch.sources import catalog, load_architecture
+
+    rows = []
+    for entry in catalog().values():
+        arch = load_architecture(entry.model_id)
+        rows.append({
+            "model": entry.model_id, "family": arch.family, "model_type": arch.model_type,
+            "hidden_size": arch.hidden_size, "layers": arch.num_layers, "total_params": arch.total_params,
+            "active_params": arch.active_params, "experts": arch.num_experts, "attention": arch.attention_type,
+        })
+    if json_out:
+        emit_json({"models": rows})
+        return
+    console.print(table("Bundled catalogue (real config.json files)",
+                        ["model", "family", "hidden", "layers", "params", "active", "experts"],
+                        [[r["model"], r["family"], r["hidden_size"], r["layers"], _billions(r["total_params"]),
+                          _billions(r["active_params"]), r["experts"] or "-"] for r in rows]))
+
+
+def _billions(n: int) -> str:
+    return f"{n / 1e9:.2f}B"
+
+
+def lr(
+    model: ModelArg,
+    full_finetune: Annotated[bool, typer.Option("--full-finetune", help="LR for full fine-tuning")] = False,
+    short_run: Annotated[bool, typer.Option("--short-run", help="use the ~15x ratio for runs under 100 steps")] = False,
+    calibration: CalibrationOpt = None,
+    trust_remote_code: TrustOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recommended peak learning rate for MODEL."""
+    from loraplan.arch.sources import load_architecture
+    from loraplan.rules.calibration import resolve_calibration
+    from loraplan.rules.lr import recommend_lr
+
+    arch = load_architecture(model, trust_remote_code)
+    advice = recommend_lr(arch.family, arch.hidden_size, not full_finetune, resolve_calibration(calibration),
+                          short_run, arch.total_params, arch.model_id)
+    payload = {
+        "model": arch.model_id, "lr": advice.lr, "lr_full_ft": advice.lr_full_ft,
+        "lora_over_full_ft": advice.lora_over_full_ft, "is_lora": advice.is_lora, "family": advice.family,
+        "hidden_size": advice.hidden_size, "rule": advice.rule, "source": advice.source,
+    }
+    if json_out:
+        emit_json(payload)
+        return
+    console.print(f"[bold]{arch.model_id}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
+                  f"LR [bold green]{advice.lr:.3g}[/]")
+    console.print(f"  {advice.explain()}", highlight=False)
+
+
+TargetsOpt = Annotated[
+    str, typer.Option("--targets", help="all | attn | mlp | experts | dense-mlp, comma-joined, or module names")
+]
+
+
+def params(
+    model: ModelArg,
+    rank: Annotated[int, typer.Option("--rank", "-r", min=1, help="LoRA rank")] = 32,
+    convention: Annotated[str, typer.Option("--convention", help="tinker | peft | per-expert")] = "tinker",
+    targets: TargetsOpt = "all",
+    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed", help="adapt the unembedding (lm_head)")] = True,
+    trust_remote_code: TrustOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Exact LoRA parameter counts for MODEL, per rank and at --rank."""
+    from loraplan.arch.conventions import Convention, budget
+    from loraplan.arch.sources import load_architecture
+    from loraplan.errors import LoraplanError
+
+    try:
+        conv = Convention(convention)
+    except ValueError as exc:
+        raise LoraplanError(f"--convention must be one of tinker, peft, per-expert (got {convention!r})") from exc
+    arch = load_architecture(model, trust_remote_code)
+    result = budget(arch, conv, targets, unembed)
+    per_rank = result.as_dict()
+    total = result.params(rank)
+    payload = {
+        "model": arch.model_id, "convention": conv.value, "rank": rank, "per_rank": per_rank,
+        "per_rank_total": result.per_rank_total, "total": total, "model_params": arch.total_params,
+        "trainable_share": total / arch.total_params, "targets": targets, "unembed": unembed,
+        "source": arch.source,
+    }
+    if json_out:
+        emit_json(payload)
+        return
+    rows = [[name, per_rank[name], per_rank[name] * rank] for name in ("attn", "mlp", "experts", "unembed")]
+    rows.append(["total", result.per_rank_total, total])
+    console.print(table(f"{arch.model_id}: LoRA params ({conv.value} convention)", ["component", "per rank",
+                                                                                    f"rank {rank}"], rows))
+    console.print(f"{total:,} trainable = {100 * total / arch.total_params:.3f}% of {arch.total_params:,} "
+                  f"(architecture from {arch.source})", highlight=False)
+
+
+def capacity(
+    model: ModelArg,
+    tokens: Annotated[int, typer.Option("--tokens", min=0, help="trained (loss-carrying) tokens")],
+    rank: Annotated[int, typer.Option("--rank", "-r", min=1)] = 32,
+    rule: Annotated[str, typer.Option("--rule", help="params (seed 000) | bits (seed 003)")] = "params",
+    bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0)] = 1.0,
+    convention: Annotated[str, typer.Option("--convention")] = "tinker",
+    targets: TargetsOpt = "all",
+    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Does rank R have room for N trained tokens? Status, minimum and suggested rank."""
+    from loraplan.arch.conventions import budget
+    from loraplan.arch.sources import load_architecture
+    from loraplan.errors import LoraplanError
+    from loraplan.rules.capacity import CapacityRule, validate_capacity
+
+    if rule not in ("params", "bits"):
+        raise LoraplanError(f"--rule must be params or bits (got {rule!r})")
+    arch = load_architecture(model)
+    result_budget = budget(arch, convention, targets, unembed)
+    result = validate_capacity(tokens, result_budget.per_rank_total, rank, CapacityRule(rule), bits_per_token)
+    payload = {
+        "model": arch.model_id, "status": result.status.value, "message": result.message, "rank": rank,
+        "tokens": tokens, "params": result.params, "per_rank": result_budget.per_rank_total,
+        "min_rank": result.min_rank, "suggested_rank": result.suggested_rank, "headroom": result.headroom,
+        "rule": result.rule.value, "source": result.source,
+    }
+    if json_out:
+        emit_json(payload)
+        return
+    color = "green" if result.status.value == "OK" else "red"
+    console.print(f"[bold {color}]{result.status.value}[/] {result.message}", highlight=False)

@@ -1,0 +1,109 @@
+"""Learning-rate rules (seed 000 is the reference).
+
+    LR = base * M * (2000 / hidden_size) ** P
+
+base = 5e-5, M = 10 for LoRA and 1 for full fine-tuning, P per family (0.781 Llama, 0.0775
+Qwen). Families without a rule raise UncalibratedFamilyError naming the remedies; a calibration
+file can add or override families. Across models, LR_B = LR_A * mult(B) / mult(A) with the
+full fine-tuning multiplier 1/sqrt(params) and the flat 10x for LoRA.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from loraplan.errors import LoraplanError, UncalibratedFamilyError
+from loraplan.rules.calibration import Calibration, published_calibration
+from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
+
+BASE_LR = 5e-5
+LORA_MULTIPLIER = 10.0
+SHORT_RUN_MULTIPLIER = 15.0  # seed 000 note: runs under ~100 steps want about 15x
+REFERENCE_HIDDEN = 2000
+
+
+@dataclass(frozen=True)
+class LrAdvice:
+    """A recommended peak LR and everything that produced it."""
+
+    lr: float
+    lr_full_ft: float
+    lora_over_full_ft: float
+    family: str
+    hidden_size: int
+    rule: str
+    source: str
+    is_lora: bool = True
+
+    def explain(self) -> str:
+        kind = "LoRA" if self.is_lora else "full fine-tuning"
+        return (f"{kind} LR {self.lr:.3g} for {self.family} (hidden {self.hidden_size}) by {self.rule}; "
+                f"LoRA/full-FT ratio {self.lora_over_full_ft:g}; source: {self.source}")
+
+
+def formula_lr(hidden_size: int, exponent: float, base: float = BASE_LR, multiplier: float = 1.0) -> float:
+    """base * multiplier * (2000 / hidden_size) ** exponent."""
+    if hidden_size <= 0:
+        raise LoraplanError(f"hidden size must be positive, got {hidden_size}")
+    return base * multiplier * (REFERENCE_HIDDEN / hidden_size) ** exponent
+
+
+def lora_over_full_ft(short_run: bool = False) -> float:
+    """10 (seed 000, tinker-cookbook); 15 only when the user asks for the short-run variant."""
+    return SHORT_RUN_MULTIPLIER if short_run else LORA_MULTIPLIER
+
+
+def recommend_lr(
+    family: str,
+    hidden_size: int,
+    is_lora: bool = True,
+    calibration: Calibration | None = None,
+    short_run: bool = False,
+    total_params: int | None = None,
+    model_id: str | None = None,
+) -> LrAdvice:
+    """The peak LR for a model of `family` and `hidden_size`, or UncalibratedFamilyError."""
+    cal = calibration or published_calibration()
+    rule = cal.rule_for(family, model_id)
+    if rule is None:
+        raise UncalibratedFamilyError(
+            f"no calibrated LR rule for family `{family}`"
+            + (f" ({model_id})" if model_id else "")
+            + "; give --lr, transfer from a calibrated model (--transfer-from MODEL --transfer-lr LR), "
+            "or a calibration file (--calibration FILE)"
+        )
+    ratio = lora_over_full_ft(short_run)
+    lr_full = rule.lr_full_ft(hidden_size, total_params)
+    lr_lora = rule.lr_lora(hidden_size, total_params, ratio)
+    return LrAdvice(
+        lr=lr_lora if is_lora else lr_full,
+        lr_full_ft=lr_full,
+        lora_over_full_ft=lr_lora / lr_full,
+        family=family,
+        hidden_size=hidden_size,
+        rule=rule.describe(),
+        source=rule.provenance or cal.source,
+        is_lora=is_lora,
+    )
+
+
+def full_ft_multiplier(total_params: int) -> float:
+    """tinker-cookbook's full fine-tuning LR multiplier: 1/sqrt(parameter count)."""
+    if total_params <= 0:
+        raise LoraplanError(f"parameter count must be positive, got {total_params}")
+    return 1.0 / math.sqrt(total_params)
+
+
+def lora_multiplier(total_params: int) -> float:
+    """The LoRA multiplier: the flat 10x on top of the full fine-tuning multiplier."""
+    return LORA_MULTIPLIER * full_ft_multiplier(total_params)
+
+
+def transfer_lr(lr_a: float, params_a: int, params_b: int) -> float:
+    """LR_B = LR_A * mult(B) / mult(A); the flat LoRA 10x cancels, so one formula serves both."""
+    return lr_a * full_ft_multiplier(params_b) / full_ft_multiplier(params_a)
+
+
+TRANSFER_SOURCE = f"{SEED_RULES}: LR_B = LR_A * mult(B) / mult(A), mult = 1/sqrt(params)"
+RATIO_SOURCE = f"{SEED_RULES}; {SEED_ARTICLE}"

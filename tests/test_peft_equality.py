@@ -1,0 +1,70 @@
+"""The `peft` convention equals what HF PEFT itself trains (PEFT on a meta-device model is the oracle)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from loraplan.arch.conventions import Component, budget, parse_targets, peft_spec
+from loraplan.arch.sources import architecture_from_config
+from tests.conftest import shrunk_config
+
+peft = pytest.importorskip("peft")
+pytest.importorskip("transformers")
+
+MODELS = [
+    "meta-llama/Llama-3.1-8B",
+    "Qwen/Qwen3-8B",
+    "mistralai/Mistral-7B-v0.3",
+    "google/gemma-2-9b",
+    "Qwen/Qwen3-30B-A3B",
+    "mistralai/Mixtral-8x7B-v0.1",
+    "deepseek-ai/DeepSeek-V3.1",
+    "openai/gpt-oss-20b",
+    "microsoft/Phi-3-mini-4k-instruct",
+    "Qwen/Qwen3.5-35B-A3B",
+    "moonshotai/Kimi-K2-Instruct",
+]
+TARGETS = [("all", True), ("all", False), ("attn", False), ("mlp", False), ("all-linear", False)]
+
+
+def _peft_trainable(config: dict, target_modules, target_parameters) -> int:
+    from loraplan.arch.meta import instantiate
+
+    model = instantiate(config)
+    lora = peft.LoraConfig(r=1, target_modules=target_modules, target_parameters=target_parameters or None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = peft.get_peft_model(model, lora)
+    return wrapped.get_nb_trainable_parameters()[0]
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+@pytest.mark.parametrize(("targets", "unembed"), TARGETS)
+def test_peft_convention_equals_peft(model_id: str, targets: str, unembed: bool) -> None:
+    config = shrunk_config(model_id, 2)
+    arch = architecture_from_config(config, model_id, "test")
+    ours = budget(arch, "peft", targets, unembed).per_rank_total
+    comps, names = parse_targets(targets)
+    spec = peft_spec(arch, comps | ({Component.UNEMBED} if unembed else frozenset()), names)
+    modules = spec.target_modules if isinstance(spec.target_modules, str) else list(spec.target_modules)
+    assert ours == _peft_trainable(config, modules, list(spec.target_parameters))
+
+
+def test_published_oracle_llama2_7b_q_v_rank_8() -> None:
+    # Research notes O8: Llama-2-7b-hf, r=8, q_proj+v_proj -> 4,194,304 trainable (PEFT print).
+    from loraplan.arch import load_architecture
+
+    arch = load_architecture("meta-llama/Llama-2-7b-hf")
+    assert budget(arch, "peft", "q_proj,v_proj", unembed=False).params(8) == 4_194_304
+
+
+def test_published_oracle_mixtral_mlp_names_silently_dropped() -> None:
+    # Research notes O7 (transformers v4 Mixtral): q,k,v,o + gate/up/down_proj at r=256 ->
+    # 218,103,808, i.e. attention only, because Mixtral's experts are not named gate/up/down_proj.
+    from loraplan.arch import load_architecture
+
+    arch = load_architecture("mistralai/Mixtral-8x7B-v0.1")
+    attn_only = budget(arch, "peft", "q_proj,k_proj,v_proj,o_proj", unembed=False)
+    assert attn_only.params(256) == 218_103_808

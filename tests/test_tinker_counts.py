@@ -1,0 +1,81 @@
+"""Tinker-convention per-rank counts against tinker-cookbook's published table.
+
+Oracle: the per-rank values quoted in issue 2 and seed 000 (tinker-cookbook hyperparam_utils,
+_LORA_PARAMS_PER_RANK_BY_COMPONENT), and the SOURCES.md table of shared/model-configs, where six
+dense entries were checked against the same published table. Our counts are computed from the
+bundled config.json files, never looked up.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from loraplan.arch import load_architecture
+from loraplan.arch.conventions import Component, budget
+
+PUBLISHED = {
+    # model: (mlp_total, attn, unembed) per rank
+    "meta-llama/Llama-3.1-8B": (1_769_472, 851_968, 132_352),
+    "Qwen/Qwen3-30B-A3B": (14_450_688, 835_584, 153_984),
+    "deepseek-ai/DeepSeek-V3.1": (94_307_328, 2_440_000, 136_448),
+    "openai/gpt-oss-20b": (6_842_880, 497_664, 203_968),
+    "Qwen/Qwen3-8B": (1_769_472, 958_464, 156_032),
+    "Qwen/Qwen3-32B": (5_898_240, 2_490_368, 157_056),
+    "meta-llama/Llama-3.2-1B": (491_520, 212_992, 130_304),
+    "meta-llama/Llama-3.1-70B": (8_847_360, 4_096_000, 136_448),
+    "Qwen/Qwen3-4B-Instruct-2507": (1_327_104, 737_280, 154_496),
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(PUBLISHED))
+def test_tinker_per_rank_matches_published_table(model_id: str) -> None:
+    result = budget(load_architecture(model_id))
+    mlp_total, attn, unembed = PUBLISHED[model_id]
+    assert (result.mlp_total, result.per_rank[Component.ATTN], result.per_rank[Component.UNEMBED]) == (
+        mlp_total, attn, unembed)
+
+
+def test_deepseek_mla_up_projections_are_left_out() -> None:
+    arch = load_architecture("deepseek-ai/DeepSeek-V3.1")
+    adapted = {name.rsplit(".", 1)[-1] for name, _ in budget(arch).adapted}
+    assert "q_b_proj" not in adapted and "kv_b_proj" not in adapted
+    assert {"q_a_proj", "kv_a_proj_with_mqa", "o_proj"} <= adapted
+
+
+# Hand-derived from the saved configs (SOURCES.md "Other dense configs"): sum of (in + out).
+DERIVED = {
+    "meta-llama/Llama-2-7b-hf": (1_449_984, 1_048_576, 36_096),
+    "mistralai/Mistral-7B-v0.3": (1_769_472, 851_968, 36_864),
+    "google/gemma-2-9b": (2_257_920, 1_118_208, 259_584),
+    "google/gemma-3-1b-it": (628_992, 186_368, 263_296),
+    "microsoft/Phi-3-mini-4k-instruct": (1_081_344, 786_432, 35_136),  # fused qkv / gate_up split
+    "Qwen/Qwen2.5-0.5B": (414_720, 135_168, 152_832),
+    "Qwen/Qwen3-VL-4B-Instruct": (1_327_104, 737_280, 154_496),  # text_config
+    "Qwen/Qwen3-VL-2B-Instruct": (688_128, 401_408, 153_984),
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(DERIVED))
+def test_tinker_per_rank_matches_hand_derivation(model_id: str) -> None:
+    result = budget(load_architecture(model_id))
+    assert (result.mlp_total, result.per_rank[Component.ATTN], result.per_rank[Component.UNEMBED]) == DERIVED[
+        model_id]
+
+
+def test_shared_outer_vs_per_expert_on_qwen3_moe() -> None:
+    # 48 layers x 3 matrices; shared-outer: 2048 + 128*768 each; per-expert: 128 * (2048 + 768).
+    arch = load_architecture("Qwen/Qwen3-30B-A3B")
+    assert budget(arch, "tinker").per_rank[Component.EXPERTS] == 48 * 3 * (2048 + 128 * 768)
+    assert budget(arch, "per-expert").per_rank[Component.EXPERTS] == 48 * 3 * 128 * (2048 + 768)
+
+
+def test_choosing_nothing_is_an_error() -> None:
+    from loraplan.errors import LoraplanError
+
+    with pytest.raises(LoraplanError, match="no LoRA target"):
+        budget(load_architecture("Qwen/Qwen3-8B"), targets=[], unembed=False)
+
+
+def test_exact_total_params_llama_8b() -> None:
+    # Oracle: PEFT print_trainable_parameters for Llama-3-8B (research notes O9): base 8,030,261,248.
+    assert load_architecture("meta-llama/Llama-3.1-8B").total_params == 8_030_261_248
