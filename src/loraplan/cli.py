@@ -25,10 +25,15 @@ CalibrationOpt = Annotated[
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="allow the model's own code (off by default)")]
 
 
-def _register() -> None:
-    from loraplan.commands import core
+# Command modules under loraplan.commands; each has register(app). Imported lazily at start.
+COMMAND_MODULES = ["core"]
 
-    core.register(app)
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"loraplan.commands.{name}").register(app)
 
 
 def main() -> None:
