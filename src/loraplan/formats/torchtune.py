@@ -1,0 +1,137 @@
+"""torchtune LoRA recipe overrides (`tune run lora_finetune_single_device --config FILE`).
+
+torchtune names attention projections q_proj/k_proj/v_proj/output_proj, switches the MLP and the
+output layer on as a whole (`apply_lora_to_mlp`, `apply_lora_to_output`), and builds models from
+named builders; it has no stacked-expert LoRA for HF MoE layouts and schedules by cosine warmup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loraplan.formats.base import Fields, dump_yaml, load_yaml_mapping
+from loraplan.formats.flat import make_setup, project_paths, set_path
+from loraplan.setup import Schedule, TrainingSetup
+
+NAME = "torchtune"
+SUFFIX = ".yaml"
+ATTN = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "o_proj": "output_proj"}
+MLP = ("gate_proj", "up_proj", "down_proj")
+SCHEDULER = "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup"
+# HF model id (lower case) -> torchtune LoRA builder.
+BUILDERS = {
+    "meta-llama/llama-3.1-8b": "torchtune.models.llama3_1.lora_llama3_1_8b",
+    "meta-llama/llama-3.1-70b": "torchtune.models.llama3_1.lora_llama3_1_70b",
+    "meta-llama/llama-3.2-1b": "torchtune.models.llama3_2.lora_llama3_2_1b",
+    "meta-llama/llama-3.2-3b": "torchtune.models.llama3_2.lora_llama3_2_3b",
+    "meta-llama/llama-2-7b-hf": "torchtune.models.llama2.lora_llama2_7b",
+    "meta-llama/llama-2-13b-hf": "torchtune.models.llama2.lora_llama2_13b",
+    "meta-llama/llama-2-70b-hf": "torchtune.models.llama2.lora_llama2_70b",
+    "mistralai/mistral-7b-v0.1": "torchtune.models.mistral.lora_mistral_7b",
+    "google/gemma-2-9b": "torchtune.models.gemma2.lora_gemma2_9b",
+    "qwen/qwen2.5-0.5b": "torchtune.models.qwen2_5.lora_qwen2_5_0_5b",
+    "qwen/qwen2.5-1.5b": "torchtune.models.qwen2_5.lora_qwen2_5_1_5b_base",
+    "qwen/qwen2.5-7b": "torchtune.models.qwen2_5.lora_qwen2_5_7b_base",
+    "qwen/qwen3-4b": "torchtune.models.qwen3.lora_qwen3_4b_base",
+    "qwen/qwen3-8b": "torchtune.models.qwen3.lora_qwen3_8b_base",
+    "qwen/qwen3-32b": "torchtune.models.qwen3.lora_qwen3_32b",
+    "microsoft/phi-3-mini-4k-instruct": "torchtune.models.phi3.lora_phi3_mini",
+}
+PATHS = ["model", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules", "lora.unembed",
+         "optim.learning_rate", "optim.weight_decay", "optim.warmup_steps", "optim.micro_batch_size",
+         "optim.gradient_accumulation_steps", "optim.epochs", "optim.max_grad_norm", "optim.schedule",
+         "data.max_length"]
+
+
+def write(setup: TrainingSetup) -> str:
+    targets = set(setup.lora.target_modules or ())
+    builder = BUILDERS.get((setup.model or "").lower(), "torchtune.models.CHOOSE_BUILDER")
+    model: dict[str, Any] = {"_component_": builder,
+                             "lora_attn_modules": [ATTN[t] for t in ATTN if t in targets],
+                             "apply_lora_to_mlp": any(t in targets for t in MLP),
+                             "apply_lora_to_output": "lm_head" in targets}
+    for key, value in (("lora_rank", setup.lora.rank), ("lora_alpha", setup.lora.alpha),
+                       ("lora_dropout", setup.lora.dropout), ("use_dora", setup.lora.use_dora)):
+        if value is not None:
+            model[key] = int(value) if key == "lora_alpha" and float(value).is_integer() else value
+    out: dict[str, Any] = {"model": model, "hf_model_id": setup.model}
+    optimizer: dict[str, Any] = {"_component_": "torch.optim.AdamW", "fused": True}
+    if setup.optim.learning_rate is not None:
+        optimizer["lr"] = setup.optim.learning_rate
+    if setup.optim.weight_decay is not None:
+        optimizer["weight_decay"] = setup.optim.weight_decay
+    out["optimizer"] = optimizer
+    if setup.optim.schedule is Schedule.COSINE or setup.optim.warmup_steps is not None:
+        out["lr_scheduler"] = {"_component_": SCHEDULER, "num_warmup_steps": setup.optim.warmup_steps or 0}
+    for key, value in (("batch_size", setup.optim.micro_batch_size),
+                       ("gradient_accumulation_steps", setup.optim.gradient_accumulation_steps),
+                       ("epochs", int(setup.optim.epochs) if setup.optim.epochs else None),
+                       ("clip_grad_norm", setup.optim.max_grad_norm)):
+        if value is not None:
+            out[key] = value
+    if setup.data.max_length is not None:
+        out["tokenizer"] = {"max_seq_len": setup.data.max_length}
+    header = "Overrides for: tune run lora_finetune_single_device --config THIS_FILE\nWritten by loraplan."
+    if setup.optim.schedule not in (None, Schedule.COSINE):
+        header += (f"\nNOTE: torchtune schedules by cosine warmup; the planned {setup.optim.schedule.value} "
+                   "decay is not available.")
+    if setup.lora.target_parameters:
+        header += "\nWARNING: torchtune's builders do not adapt HF stacked MoE experts; use PEFT, TRL or Axolotl."
+    return dump_yaml({k: v for k, v in out.items() if v is not None}, header)
+
+
+def read(text: str, where: str) -> TrainingSetup:
+    fields = Fields(load_yaml_mapping(text, where), where)
+    model = fields.table("model")
+    optimizer = fields.table("optimizer")
+    nested: dict[str, Any] = {}
+    attn = model.names("lora_attn_modules")
+    if attn is not None or "apply_lora_to_mlp" in model.data:
+        reverse = {v: k for k, v in ATTN.items()}
+        targets = [reverse.get(a, a) for a in attn or ()]
+        if model.boolean("apply_lora_to_mlp"):
+            targets.extend(MLP)
+        if model.boolean("apply_lora_to_output"):
+            targets.append("lm_head")
+        set_path(nested, "lora.target_modules", tuple(targets))
+        set_path(nested, "lora.unembed", "lm_head" in targets)
+    for path, value in (("model", fields.text("hf_model_id")), ("lora.rank", model.integer("lora_rank")),
+                        ("lora.alpha", model.number("lora_alpha")), ("lora.dropout", model.number("lora_dropout")),
+                        ("lora.use_dora", model.boolean("use_dora")), ("optim.learning_rate", optimizer.number("lr")),
+                        ("optim.weight_decay", optimizer.number("weight_decay")),
+                        ("optim.micro_batch_size", fields.integer("batch_size")),
+                        ("optim.gradient_accumulation_steps", fields.integer("gradient_accumulation_steps")),
+                        ("optim.epochs", fields.number("epochs")),
+                        ("optim.max_grad_norm", fields.number("clip_grad_norm")),
+                        ("data.max_length", fields.table("tokenizer").integer("max_seq_len"))):
+        if value is not None:
+            set_path(nested, path, value)
+    scheduler = fields.table("lr_scheduler")
+    if scheduler.data:
+        component = scheduler.text("_component_") or ""
+        set_path(nested, "optim.schedule", Schedule.COSINE if "cosine" in component else Schedule.OTHER)
+        warmup = scheduler.integer("num_warmup_steps")
+        if warmup is not None:
+            set_path(nested, "optim.warmup_steps", warmup)
+    return make_setup(where, nested)
+
+
+def project(setup: TrainingSetup) -> TrainingSetup:
+    """torchtune adapts the MLP as a whole and always schedules by cosine warmup."""
+    projected = project_paths(setup, PATHS)
+    targets = set(projected.lora.target_modules or ())
+    if targets:
+        kept = {t for t in targets if t in ATTN or t == "lm_head"}
+        if targets & set(MLP):
+            kept |= set(MLP)
+        projected = projected.model_copy(update={"lora": projected.lora.model_copy(
+            update={"target_modules": tuple(sorted(kept))})})
+    if projected.optim.warmup_steps is not None or projected.optim.schedule is Schedule.COSINE:
+        projected = projected.model_copy(update={"optim": projected.optim.model_copy(
+            update={"schedule": Schedule.COSINE})})
+    else:
+        projected = projected.model_copy(update={"optim": projected.optim.model_copy(update={"schedule": None})})
+    if projected.optim.epochs is not None:
+        projected = projected.model_copy(update={"optim": projected.optim.model_copy(
+            update={"epochs": float(int(projected.optim.epochs))})})
+    return projected

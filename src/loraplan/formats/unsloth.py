@@ -1,0 +1,118 @@
+"""Unsloth: a Python snippet (`FastLanguageModel.from_pretrained` + `get_peft_model` + a TRL config).
+
+Read back with `ast` (literal keyword arguments only; nothing is executed). The trainer arguments
+are TRL's, so they share the TRL format's mapping.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from loraplan.formats.base import Fields, FormatError
+from loraplan.formats.flat import Key, from_mapping, make_setup, project_paths, set_path, unembed_from_targets
+from loraplan.formats.trl import PATHS as TRL_PATHS
+from loraplan.formats.trl import mapping as trl_mapping
+from loraplan.formats.trl import setup_from_mapping
+from loraplan.setup import Method, TrainingSetup
+
+NAME = "unsloth"
+SUFFIX = ".py"
+PEFT_KEYS = [
+    Key("lora.rank", "r", "integer"),
+    Key("lora.alpha", "lora_alpha", "number"),
+    Key("lora.dropout", "lora_dropout", "number"),
+    Key("lora.target_modules", "target_modules", "names"),
+    Key("lora.target_parameters", "target_parameters", "names"),
+    Key("lora.use_rslora", "use_rslora", "boolean"),
+]
+CONFIG_CLASS = {Method.DPO: "DPOConfig", Method.RL: "GRPOConfig"}
+TRL_ONLY = {"model_name_or_path", "max_length", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
+            "lora_target_modules", "lora_target_parameters", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit"}
+PATHS = [p for p in TRL_PATHS if p not in ("lora.use_dora",)] + ["lora.init_lora_weights"]
+
+
+def _call(name: str, kwargs: dict[str, Any], target: str | None = None) -> str:
+    args = "".join(f"    {k}={v!r},\n" for k, v in kwargs.items())
+    prefix = f"{target} = " if target else ""
+    return f"{prefix}{name}(\n{args})\n"
+
+
+def write(setup: TrainingSetup) -> str:
+    trl = trl_mapping(setup)
+    load: dict[str, Any] = {"model_name": setup.model or "MODEL", "max_seq_length": setup.data.max_length or 2048,
+                            "load_in_4bit": setup.quantization == "4bit", "load_in_8bit": setup.quantization == "8bit"}
+    peft: dict[str, Any] = {"model": "MODEL_OBJECT"}
+    for key in PEFT_KEYS:
+        value = trl.get({"r": "lora_r"}.get(key.key, f"lora_{key.key}" if key.key.startswith("target") else key.key))
+        if value is not None:
+            peft[key.key] = value
+    peft.update({"bias": "none", "use_gradient_checkpointing": "unsloth", "random_state": 3407})
+    if setup.lora.init_lora_weights is not None:
+        peft["init_lora_weights"] = setup.lora.init_lora_weights
+    config_kwargs = {k: v for k, v in trl.items() if k not in TRL_ONLY}
+    config = CONFIG_CLASS.get(setup.method or Method.SFT, "SFTConfig")
+    peft_call = _call("FastLanguageModel.get_peft_model", peft, "model").replace("'MODEL_OBJECT'", "model")
+    return ("# Written by loraplan.\nfrom unsloth import FastLanguageModel\n"
+            f"from trl import {config}\n\n"
+            + _call("FastLanguageModel.from_pretrained", load, "model, tokenizer") + "\n" + peft_call + "\n"
+            + _call(config, config_kwargs, "args"))
+
+
+def _literal_kwargs(call: ast.Call, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for keyword in call.keywords:
+        if keyword.arg is None:
+            continue
+        try:
+            out[keyword.arg] = ast.literal_eval(keyword.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            continue  # a variable or expression: not a setting we can read
+    return out
+
+
+def read(text: str, where: str) -> TrainingSetup:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise FormatError(f"{where}{f':{line}' if line else ''}: not valid Python ({exc})") from exc
+    calls: dict[str, dict[str, Any]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            calls.setdefault(name, _literal_kwargs(node, where))
+    if "get_peft_model" not in calls and "from_pretrained" not in calls:
+        raise FormatError(f"{where}: no FastLanguageModel.from_pretrained / get_peft_model call found")
+    config_name = next((n for n in ("SFTConfig", "DPOConfig", "GRPOConfig", "TrainingArguments") if n in calls), None)
+    nested = setup_from_mapping(Fields(calls.get(config_name or "", {}), where)) if config_name else {}
+    nested["method"] = {"DPOConfig": Method.DPO, "GRPOConfig": Method.RL}.get(config_name or "", Method.SFT)
+    load = Fields(calls.get("from_pretrained", {}), where)
+    peft = Fields(calls.get("get_peft_model", {}), where)
+    for path, value in from_mapping(peft, PEFT_KEYS).get("lora", {}).items():
+        set_path(nested, f"lora.{path}", value)
+    init = peft.data.get("init_lora_weights")
+    if isinstance(init, bool | str):
+        set_path(nested, "lora.init_lora_weights", init)
+    targets = peft.names("target_modules")
+    if targets is not None:
+        set_path(nested, "lora.unembed", unembed_from_targets(targets))
+    model = load.text("model_name")
+    if model is not None and model != "MODEL":
+        nested["model"] = model
+    max_length = load.integer("max_seq_length")
+    if max_length is not None:
+        set_path(nested, "data.max_length", max_length)
+    nested["quantization"] = "4bit" if load.boolean("load_in_4bit") else ("8bit" if load.boolean("load_in_8bit")
+                                                                          else None)
+    nested["finetuning"] = "lora" if "get_peft_model" in calls else "full"
+    return make_setup(where, nested)
+
+
+def project(setup: TrainingSetup) -> TrainingSetup:
+    from loraplan.formats.trl import project as trl_project
+
+    projected = trl_project(setup)
+    return project_paths(projected.model_copy(update={"lora": projected.lora.model_copy(
+        update={"init_lora_weights": setup.lora.init_lora_weights})}), PATHS)
