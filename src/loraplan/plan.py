@@ -165,8 +165,9 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder)
     reason = (f"{advice.rule} with hidden {arch.hidden_size} gives {advice.lr:.3g} "
               f"(full fine-tuning {advice.lr_full_ft:.3g} x {advice.lora_over_full_ft:g})")
     if factor != 1.0:
-        reason += (f"; x sqrt({batch}/{batch_rules.REFERENCE_BATCH}) = {factor:.3f} because the rule was fitted "
-                   f"at batch {batch_rules.REFERENCE_BATCH} and LR scales with sqrt(batch) below it")
+        scaled = max(batch, batch_rules.MIN_SCALED_BATCH)
+        reason += (f"; x sqrt({scaled}/{batch_rules.REFERENCE_BATCH}) = {factor:.3f} because the rule was fitted "
+                   f"at batch {batch_rules.REFERENCE_BATCH} and LR scales with sqrt(batch) within 32-128")
     rec.set("optim.learning_rate", lr, reason, advice.source)
     return lr
 

@@ -44,7 +44,19 @@ PATHS = [k.path for k in MODEL_KEYS] + TRAINING_PATHS + [
     "method", "finetuning", "quantization", "lora.unembed", "data.loss_mask"]
 
 
+# Keys each TRL config class lacks (checked against SFTConfig / DPOConfig / GRPOConfig fields):
+# the loss-mask switches are SFT-only, and GRPO has no max_length.
+NOT_IN = {"dpo": {"assistant_only_loss", "completion_only_loss"},
+          "grpo": {"assistant_only_loss", "completion_only_loss", "max_length"}}
+
+
 def mapping(setup: TrainingSetup) -> dict[str, Any]:
+    out = _mapping(setup)
+    dropped = NOT_IN.get(SUBCOMMAND.get(setup.method or Method.SFT, "sft"), set())
+    return {k: v for k, v in out.items() if k not in dropped}
+
+
+def _mapping(setup: TrainingSetup) -> dict[str, Any]:
     out = to_mapping(setup, MODEL_KEYS[:3])
     out.update(training_mapping(setup))
     if setup.data.loss_mask in (LossMask.ASSISTANT, LossMask.LAST_ASSISTANT):
@@ -118,6 +130,14 @@ def project(setup: TrainingSetup) -> TrainingSetup:
     projected = project_paths(setup, PATHS)
     if projected.method is Method.DISTILL:  # distillation runs as `trl sft`
         projected = projected.model_copy(update={"method": Method.SFT})
+    dropped = NOT_IN.get(SUBCOMMAND.get(projected.method or Method.SFT, "sft"), set())
+    data_updates = {}
+    if "assistant_only_loss" in dropped:
+        data_updates["loss_mask"] = None
+    if "max_length" in dropped:
+        data_updates["max_length"] = None
+    if data_updates:
+        projected = projected.model_copy(update={"data": projected.data.model_copy(update=data_updates)})
     if projected.data.loss_mask is LossMask.LAST_ASSISTANT:
         projected = projected.model_copy(update={"data": projected.data.model_copy(
             update={"loss_mask": LossMask.ASSISTANT})})

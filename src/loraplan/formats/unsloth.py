@@ -113,6 +113,9 @@ def read(text: str, where: str) -> TrainingSetup:
 def project(setup: TrainingSetup) -> TrainingSetup:
     from loraplan.formats.trl import project as trl_project
 
-    projected = trl_project(setup)
-    return project_paths(projected.model_copy(update={"lora": projected.lora.model_copy(
-        update={"init_lora_weights": setup.lora.init_lora_weights})}), PATHS)
+    projected = trl_project(setup)  # the trainer half is TRL's; the model half carries two more fields
+    projected = projected.model_copy(update={
+        "lora": projected.lora.model_copy(update={"init_lora_weights": setup.lora.init_lora_weights}),
+        "data": projected.data.model_copy(update={"max_length": setup.data.max_length}),
+    })
+    return project_paths(projected, PATHS)

@@ -65,11 +65,14 @@ def choose_batch(examples: int | None, epochs: float = 1.0, requested: int | Non
     return BatchChoice(batch, epochs, steps, reason, f"{SEED_RULES}; {SEED_ARTICLE}", tuple(warnings))
 
 
+MIN_SCALED_BATCH = 32  # the low end of the moderate range; the sqrt heuristic is not applied below it
+
+
 def batch_lr_factor(batch_size: int) -> float:
-    """sqrt(batch / 128) below the threshold; 1 at or above it (no scaling past LoRA's tolerance)."""
+    """sqrt(batch / 128) inside the moderate range [32, 128]; 1 above 128, sqrt(32/128) below 32."""
     if batch_size >= REFERENCE_BATCH:
         return 1.0
-    return math.sqrt(batch_size / REFERENCE_BATCH)
+    return math.sqrt(max(batch_size, MIN_SCALED_BATCH) / REFERENCE_BATCH)
 
 
 def warmup_steps(steps: int, ratio: float = 0.03) -> int:

@@ -1,0 +1,144 @@
+"""Rendering and I/O for `loraplan plan`: the Rich summary, JSON, exports, data counting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from loraplan.arch.model import Architecture
+from loraplan.plan import DataFacts, Plan
+from loraplan.setup import LossMask, Method, TrainingSetup
+
+BAR_WIDTH = 40
+
+
+def count_data(paths: list[str], tokenizer: str | None, method: Method, max_length: int) -> DataFacts:
+    """Trained tokens from the token counter (loraplan.data), as the plan needs them."""
+    from loraplan.errors import MissingExtraError
+
+    try:
+        from loraplan.data import count_trained_tokens
+    except ImportError as exc:
+        raise MissingExtraError("counting a dataset needs the `data` extra: pip install 'loraplan[data]'") from exc
+    count = count_trained_tokens(paths, tokenizer=tokenizer, max_length=max_length)
+    mask = getattr(count, "loss_mask", None)
+    return DataFacts(
+        path=",".join(paths), examples=count.examples, trained_tokens=count.trained_tokens,
+        total_tokens=count.total_tokens, format=getattr(count, "format", None),
+        loss_mask=LossMask(mask) if isinstance(mask, str) and mask in LossMask._value2member_map_ else None,
+        estimated=bool(count.estimated),
+    )
+
+
+def export_text(setup: TrainingSetup, fmt: str) -> str:
+    from loraplan.formats import get_format
+    from loraplan.formats.peft import write_python
+
+    if fmt == "peft-python":
+        return write_python(setup)
+    return get_format(fmt).write(setup)
+
+
+def write_export(path: Path, text: str) -> None:
+    from loraplan.errors import LoraplanError
+    from loraplan.formats import write_atomic
+
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise LoraplanError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+def as_json(plan: Plan, fmt: str | None, output: Path | None) -> dict[str, Any]:
+    capacity = plan.capacity
+    return {
+        "setup": plan.setup.model_dump(mode="json", exclude_none=True),
+        "explanations": [{"field": e.field, "value": e.value, "reason": e.reason, "source": e.source}
+                         for e in plan.explanations],
+        "warnings": list(plan.warnings),
+        "notes": list(plan.notes),
+        "per_rank": plan.budget.as_dict(),
+        "convention": plan.budget.convention.value,
+        "trainable_params": plan.trainable_params,
+        "model_params": plan.model_params,
+        "trainable_share": plan.trainable_params / plan.model_params,
+        "capacity": None if capacity is None else {
+            "status": capacity.status.value, "message": capacity.message, "min_rank": capacity.min_rank,
+            "suggested_rank": capacity.suggested_rank, "headroom": capacity.headroom, "rule": capacity.rule.value},
+        "estimates": {"label": "estimates, not measurements", "memory_gib": asdict(plan.memory),
+                      "compute": asdict(plan.compute)},
+        "export": None if fmt is None else {"format": fmt, "path": str(output) if output else None},
+    }
+
+
+def capacity_bar(plan: Plan) -> str:
+    capacity = plan.capacity
+    if capacity is None:
+        return "capacity: unchecked (no token count; give --data or --tokens)"
+    filled = min(BAR_WIDTH, round(BAR_WIDTH * min(1.0, capacity.tokens / max(capacity.params, 1))))
+    color = "green" if capacity.status.value == "OK" else "red"
+    bar = f"[{color}]" + "█" * filled + "[/]" + "░" * (BAR_WIDTH - filled)
+    return (f"capacity {bar} {capacity.tokens:,} trained tokens / {capacity.params:,} LoRA params "
+            f"({capacity.headroom:.2f}x headroom, {capacity.status.value})")
+
+
+def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> None:
+    setup = plan.setup
+    optim, lora = setup.optim, setup.lora
+    table = Table(title=f"LoRA plan: {arch.model_id} ({setup.method.value if setup.method else '?'})",
+                  title_justify="left", show_header=False)
+    table.add_column("setting")
+    table.add_column("value")
+    rows = [
+        ("learning rate", f"{optim.learning_rate:.3g} ({optim.schedule.value if optim.schedule else '?'} decay, "
+                          f"{optim.warmup_steps or 0} warmup steps)"),
+        ("rank / alpha", f"{lora.rank} / {lora.alpha:g} (scale {lora.scale:.3g}, "
+                         f"{'alpha/sqrt(r)' if lora.use_rslora else 'alpha/r'})"),
+        ("targets", ", ".join(lora.target_modules or ()) + (
+            f"; experts: {', '.join(lora.target_parameters)}" if lora.target_parameters else "")),
+        ("batch", f"{optim.effective_batch_size} = {optim.micro_batch_size} micro x "
+                  f"{optim.gradient_accumulation_steps} accumulation x {optim.num_devices} device(s)"),
+        ("epochs / steps", f"{optim.epochs:g} / {optim.max_steps if optim.max_steps else '?'}"),
+        ("trainable", f"{plan.trainable_params:,} ({100 * plan.trainable_params / plan.model_params:.3f}% of "
+                      f"{plan.model_params:,}, {plan.budget.convention.value} convention)"),
+    ]
+    if setup.extras.dpo_beta:
+        rows.append(("DPO beta", f"{setup.extras.dpo_beta:g}"))
+    if setup.extras.group_size:
+        rows.append(("RL group size", f"{setup.extras.group_size} x {setup.extras.groups_per_batch} groups/batch"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(capacity_bar(plan), highlight=False)
+    _render_estimates(console, plan)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for note in plan.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+    if explain:
+        why = Table(title="Why each number", title_justify="left")
+        for col in ("field", "value", "rule", "source"):
+            why.add_column(col, overflow="fold")
+        for e in plan.explanations:
+            value = ", ".join(e.value) if isinstance(e.value, list) else (
+                f"{e.value:.4g}" if isinstance(e.value, float) else str(e.value))
+            why.add_row(e.field, value, e.reason, e.source)
+        console.print(why)
+
+
+def _render_estimates(console: Console, plan: Plan) -> None:
+    mem = plan.memory
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.weights_gib.items())
+    console.print(
+        f"[dim]estimates[/] memory (GiB): weights {parts}; adapter+grads+AdamW "
+        f"{mem.adapter_gib + mem.adapter_grads_gib + mem.optimizer_gib:.2f}; activations "
+        f"{mem.activations_checkpointed_gib:.1f} with checkpointing / {mem.activations_gib:.1f} without; "
+        f"logits {mem.logits_gib:.1f}", highlight=False)
+    comp = plan.compute
+    hours = f", ~{comp.gpu_hours:.2f} {comp.gpu.upper()} GPU-hours at 40% MFU" if comp.gpu_hours is not None else ""
+    console.print(f"[dim]estimates[/] {comp.flops_per_token_lora / 1e9:.1f} GFLOPs/token LoRA vs "
+                  f"{comp.flops_per_token_full / 1e9:.1f} full fine-tuning (~2/3){hours}", highlight=False)
