@@ -135,6 +135,10 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
     token = os.environ.get("HF_TOKEN") or None
     try:
         config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token)
+    except hf_errors.LocalEntryNotFoundError as exc:  # before EntryNotFoundError: it subclasses it
+        raise ModelNotFoundError(
+            f"{repo_id}: not in the local cache and the hub cannot be reached "
+            "(offline or HF_HUB_OFFLINE=1); use a catalogued model or a local config.json") from exc
     except hf_errors.GatedRepoError as exc:
         raise ModelNotFoundError(
             f"{repo_id} is gated: accept its licence on the hub and set HF_TOKEN") from exc
@@ -145,10 +149,6 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
         raise ModelNotFoundError(f"{repo_id}: revision {revision!r} not found") from exc
     except hf_errors.EntryNotFoundError as exc:
         raise ModelNotFoundError(f"{repo_id}: the repository has no config.json") from exc
-    except hf_errors.LocalEntryNotFoundError as exc:
-        raise ModelNotFoundError(
-            f"{repo_id}: not in the local cache and the hub cannot be reached "
-            "(offline or HF_HUB_OFFLINE=1); use a catalogued model or a local config.json") from exc
     except (OSError, hf_errors.HfHubHTTPError) as exc:
         raise ModelNotFoundError(f"{repo_id}: could not download config.json ({exc})") from exc
     config = load_config_file(Path(config_file))

@@ -1,0 +1,5 @@
+"""`python -m loraplan` runs the CLI."""
+
+from loraplan.cli import main
+
+main()
