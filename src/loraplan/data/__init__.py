@@ -1,0 +1,46 @@
+"""What the adapter must learn: trained (loss-carrying) tokens of a training set.
+
+    sources.py    files, folders, globs, hub data sets -> raw records (file:line attached)
+    records.py    record formats (messages, ShareGPT, prompt/completion, Alpaca, text, preference) -> sequences
+    template.py   chat templates rendered as transformers renders them, generation spans tracked
+    tokenizer.py  tokenizer.json + template + special tokens, without importing transformers
+    masking.py    loss-mask modes -> what to measure (generation spans, or prompt prefixes)
+    measure.py    one batched encode -> token counts and trained ranges, exact against the oracles
+    result.py     TokenCount and the bounded-memory Tally
+    counting.py   count_trained_tokens: the pipeline (render thread + parallel Rust encode)
+    sampling.py   --sample: reservoir sample, scaled estimate, 95% interval
+    estimate.py   no tokenizer: byte-based estimate, labelled as such
+
+Nothing here imports torch or transformers at import time.
+"""
+
+from loraplan.data.counting import count_trained_tokens
+from loraplan.data.errors import (
+    DataError,
+    DataSourceError,
+    InvalidRecordError,
+    MaskError,
+    TokenizerError,
+    TokenizerUnavailableError,
+)
+from loraplan.data.masking import MaskMode
+from loraplan.data.records import RecordFormat
+from loraplan.data.result import ConfidenceInterval, SideCount, TokenCount
+from loraplan.data.tokenizer import TokenizerBundle, load_tokenizer
+
+__all__ = [
+    "ConfidenceInterval",
+    "DataError",
+    "DataSourceError",
+    "InvalidRecordError",
+    "MaskError",
+    "MaskMode",
+    "RecordFormat",
+    "SideCount",
+    "TokenCount",
+    "TokenizerBundle",
+    "TokenizerError",
+    "TokenizerUnavailableError",
+    "count_trained_tokens",
+    "load_tokenizer",
+]

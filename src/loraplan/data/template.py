@@ -1,0 +1,177 @@
+"""Chat templates rendered exactly as transformers renders them, with assistant spans tracked.
+
+transformers compiles a template in a sandboxed Jinja environment (trim_blocks, lstrip_blocks,
+loopcontrols, its own `tojson`, `raise_exception`, `strftime_now`) and records the character
+span of every `{% generation %}` block while it streams the output. We rebuild the same
+environment (without importing transformers, which would import torch) so that rendering a
+conversation costs one template call and no tokenizer round-trip; the tests prove the text and
+the spans equal `apply_chat_template`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from loraplan.data.errors import TokenizerError
+
+GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
+# Names under which a message's reasoning arrives; templates read `reasoning_content` (and gpt-oss `thinking`).
+_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+
+Span = tuple[int, int]
+
+
+def has_generation_markers(template: str) -> bool:
+    """True when the template marks trained text with {% generation %} ... {% endgeneration %}."""
+    return GENERATION_TAG.search(template) is not None
+
+
+class ChatTemplate:
+    """A compiled chat template; `render` returns the text and the generation spans in it.
+
+    Fast path: each generation block emits two private-use marker characters around its output;
+    one `render` and two `str.replace` calls give the text, and the markers' positions give the spans.
+    When a record itself contains a marker character, the record is rendered again the way
+    transformers does it (streamed output, spans measured as blocks are yielded).
+    """
+
+    def __init__(self, source: str, special_tokens: Mapping[str, str]) -> None:
+        self.source = source
+        self.markers = has_generation_markers(source)
+        self._special_tokens = dict(special_tokens)
+        self._fast = _compile(source, marked=True)[0]
+        self._exact, self._tracker = _compile(source, marked=False)
+
+    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
+               tools: list[Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[str, list[Span]]:
+        """Render one conversation; spans are empty unless the template has generation markers."""
+        import jinja2
+
+        kwargs = {**self._special_tokens, **(extra or {})}
+        chat = [_alias_reasoning(m) for m in messages]
+        try:
+            if not self.markers:
+                return self._exact.render(messages=chat, tools=tools, documents=None,
+                                          add_generation_prompt=add_generation_prompt, **kwargs), []
+            if not _holds_marker((chat, tools, kwargs)):
+                text = self._fast.render(messages=chat, tools=tools, documents=None,
+                                         add_generation_prompt=add_generation_prompt, **kwargs)
+                return _strip_marks(text)
+            return self._tracker.track(self._exact.generate(
+                messages=chat, tools=tools, documents=None, add_generation_prompt=add_generation_prompt, **kwargs))
+        except jinja2.TemplateError as exc:
+            raise TokenizerError(f"the chat template failed on this record: {exc}") from exc
+
+
+OPEN, CLOSE = "\ue000", "\ue001"
+_MARKS = re.compile("[\ue000\ue001]")
+
+
+def _holds_marker(value: Any) -> bool:
+    """Whether any string in the record contains a marker character (then the exact path renders it)."""
+    if isinstance(value, str):
+        return OPEN in value or CLOSE in value
+    if isinstance(value, Mapping):
+        return any(_holds_marker(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_marker(v) for v in value)
+    return False
+
+
+def _strip_marks(text: str) -> tuple[str, list[Span]]:
+    """Remove the markers; a block's span is where its markers were, in the text without markers."""
+    spans: list[Span] = []
+    opened: list[int] = []
+    for removed, match in enumerate(_MARKS.finditer(text)):
+        at = match.start() - removed
+        if match.group() == OPEN:
+            opened.append(at)
+        else:  # an inner block closes first, and is listed first, as in transformers
+            spans.append((opened.pop(), at))
+    return text.replace(OPEN, "").replace(CLOSE, ""), spans
+
+
+def _alias_reasoning(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """transformers fills `reasoning_content` (and `thinking`) from whichever reasoning name a message uses."""
+    if not any(key in message for key in _REASONING_FIELDS):
+        return message
+    reasoning = next((message[key] for key in _REASONING_FIELDS if message.get(key) is not None), None)
+    return message if reasoning is None else {"thinking": reasoning, **message, "reasoning_content": reasoning}
+
+
+@lru_cache(maxsize=8)
+def _compile(source: str, marked: bool) -> tuple[Any, Any]:
+    """A sandboxed environment configured like transformers' `_compile_jinja_template`.
+
+    marked=False: {% generation %} is transformers' own CallBlock, spans tracked while streaming.
+    marked=True: the block's output is wrapped in marker characters; a body without plain-name
+    assignments is inlined (no macro call, twice as fast), otherwise kept as a CallBlock so that
+    its variables stay local exactly as in transformers.
+    """
+    import jinja2
+    import jinja2.ext
+    import jinja2.nodes as nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Generation(jinja2.ext.Extension):
+        tags = {"generation"}  # noqa: RUF012 (Jinja's API)
+
+        def __init__(self, environment: jinja2.Environment) -> None:
+            super().__init__(environment)
+            self.rendered = 0
+            self.spans: list[Span] | None = None
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            if marked and not any(isinstance(n.target, nodes.Name)
+                                  for node in body for n in node.find_all((nodes.Assign, nodes.AssignBlock))):
+                return [nodes.Output([nodes.TemplateData(OPEN)]).set_lineno(lineno), *body,
+                        nodes.Output([nodes.TemplateData(CLOSE)]).set_lineno(lineno)]
+            method = "_marked" if marked else "_tracked"
+            return nodes.CallBlock(self.call_method(method, []), [], [], body).set_lineno(lineno)
+
+        def _marked(self, caller: Any) -> str:
+            return OPEN + caller() + CLOSE
+
+        def _tracked(self, caller: Any) -> str:
+            text = caller()
+            if self.spans is not None:
+                self.spans.append((self.rendered, self.rendered + len(text)))
+            return text
+
+        def track(self, blocks: Any) -> tuple[str, list[Span]]:
+            """Consume a template stream; a span starts at the length of the blocks yielded before it."""
+            self.rendered, self.spans = 0, []
+            out = []
+            try:
+                for block in blocks:
+                    out.append(block)
+                    self.rendered += len(block)
+                return "".join(out), self.spans
+            finally:
+                self.spans = None
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[Generation, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        template = env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TokenizerError(f"the chat template does not parse (line {exc.lineno}): {exc.message}") from exc
+    tracker = next(ext for ext in env.extensions.values() if isinstance(ext, Generation))
+    return template, tracker

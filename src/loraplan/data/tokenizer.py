@@ -1,0 +1,181 @@
+"""Load a tokenizer as the raw `tokenizers` backend plus its chat template and special tokens.
+
+Counting a multi-GB corpus needs the Rust tokenizer's parallel `encode_batch`, not a
+transformers object: importing transformers pulls in torch (seconds, hundreds of MB). A folder
+or hub repo with `tokenizer.json` is therefore read directly, with the few pieces of
+transformers' loading logic that change token ids (the BOS/EOS post-processor it rebuilds from
+`add_bos_token` / `add_eos_token`). Only a repo without `tokenizer.json` (SentencePiece files
+alone) goes through `AutoTokenizer`, which converts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loraplan.data.errors import TokenizerError, TokenizerUnavailableError
+
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+_HUB_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+              "chat_template.json", "tokenizer.model", "*.tiktoken", "vocab.json", "merges.txt"]
+
+
+@dataclass(frozen=True)
+class TokenizerBundle:
+    """What counting needs from a tokenizer.
+
+    name: the reference it was loaded from.
+    backend: the raw `tokenizers.Tokenizer` (parallel encode_batch, offsets).
+    chat_template: Jinja source, or None when the tokenizer has none.
+    special_tokens: bos_token, eos_token, ... as strings, passed to the template like transformers does.
+    added_ids: ids of added tokens; text after one of them tokenizes independently of what precedes it.
+    """
+
+    name: str
+    backend: Any
+    chat_template: str | None
+    special_tokens: Mapping[str, str]
+    added_ids: frozenset[int]
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.special_tokens.get("eos_token")
+
+
+def load_tokenizer(reference: str, chat_template: str | Path | None = None,
+                   trust_remote_code: bool = False) -> TokenizerBundle:
+    """A local folder, a tokenizer.json file or a hub id; `chat_template` (a file) overrides the template."""
+    path = Path(reference).expanduser()
+    if path.is_file() and path.name.endswith(".json"):
+        path = path.parent
+    if path.is_dir():
+        bundle = _from_folder(path, reference, trust_remote_code)
+    elif reference.count("/") == 1 and not reference.startswith((".", "/", "~")):
+        bundle = _from_folder(_hub_snapshot(reference), reference, trust_remote_code)
+    else:
+        raise TokenizerError(f"tokenizer `{reference}` is neither a folder, a tokenizer.json nor a hub id org/name")
+    return bundle if chat_template is None else with_template(bundle, chat_template)
+
+
+def with_template(bundle: TokenizerBundle, chat_template: str | Path) -> TokenizerBundle:
+    """The same tokenizer with the chat template read from a file (--chat-template)."""
+    template_path = Path(chat_template).expanduser()
+    try:
+        source = template_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"cannot read chat template {template_path}: {exc}") from exc
+    return TokenizerBundle(bundle.name, bundle.backend, source, bundle.special_tokens, bundle.added_ids)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"{path}: not readable JSON ({exc})") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _token_text(value: Any) -> str | None:
+    """Special tokens are stored as strings or as AddedToken dicts with a `content` field."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _template_from(folder: Path, config: Mapping[str, Any]) -> str | None:
+    jinja_file = folder / "chat_template.jinja"
+    if jinja_file.is_file():
+        return jinja_file.read_text(encoding="utf-8")
+    template = config.get("chat_template") or _read_json(folder / "chat_template.json").get("chat_template")
+    if isinstance(template, list):  # named templates: transformers uses "default"
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) else None
+
+
+def _from_folder(folder: Path, name: str, trust_remote_code: bool) -> TokenizerBundle:
+    if not (folder / "tokenizer.json").is_file():
+        return _via_transformers(folder, name, trust_remote_code)
+    from tokenizers import Tokenizer
+
+    try:
+        backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as exc:  # the Rust side raises plain Exception on a malformed file
+        raise TokenizerError(f"{folder / 'tokenizer.json'}: cannot load ({exc})") from exc
+    config = _read_json(folder / "tokenizer_config.json")
+    token_map = {**_read_json(folder / "special_tokens_map.json"), **config}
+    specials = {key: text for key in SPECIAL_TOKEN_NAMES if (text := _token_text(token_map.get(key))) is not None}
+    _match_post_processor(backend, config, specials)
+    added = frozenset(backend.get_added_tokens_decoder())
+    return TokenizerBundle(name, backend, _template_from(folder, config), specials, added)
+
+
+def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Mapping[str, str]) -> None:
+    """transformers rebuilds the post-processor when add_bos_token/add_eos_token are set or none exists."""
+    if "add_bos_token" not in config and "add_eos_token" not in config and backend.post_processor is not None:
+        return
+    from tokenizers import processors
+
+    bos, eos = specials.get("bos_token"), specials.get("eos_token")
+    add_bos = bool(config.get("add_bos_token")) and bos is not None
+    add_eos = bool(config.get("add_eos_token")) and eos is not None
+    single = f"{(bos + ':0 ') if add_bos else ''}$A:0{(' ' + eos + ':0') if add_eos else ''}"
+    pair = f"{single}{(' ' + bos + ':1') if add_bos else ''} $B:1{(' ' + eos + ':1') if add_eos else ''}"
+    tokens = [(t, backend.token_to_id(t)) for t, on in ((bos, add_bos), (eos, add_eos)) if on and t is not None]
+    backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=tokens)
+
+
+def _via_transformers(folder: Path, name: str, trust_remote_code: bool) -> TokenizerBundle:
+    """SentencePiece-only repos: let transformers convert them to a fast tokenizer."""
+    from loraplan.errors import require
+
+    transformers: Any = require("transformers", "data", "loading a tokenizer without tokenizer.json")
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, ImportError) as exc:
+        raise TokenizerError(f"{name}: no tokenizer.json and transformers cannot load it ({exc})") from exc
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenizerError(f"{name}: only slow (Python) tokenizers exist for it; counting needs a fast one")
+    template = tok.chat_template if isinstance(tok.chat_template, str) else None
+    return TokenizerBundle(name, backend, template, dict(tok.special_tokens_map),
+                           frozenset(backend.get_added_tokens_decoder()))
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """Download only the tokenizer files of a hub repo (or find them in the cache when offline)."""
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub import snapshot_download
+
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES, token=token))
+    except hf_errors.GatedRepoError as exc:
+        raise TokenizerUnavailableError(
+            f"tokenizer {repo_id} is gated: accept its licence on the hub and set HF_TOKEN") from exc
+    except hf_errors.RepositoryNotFoundError as exc:
+        raise TokenizerError(f"tokenizer {repo_id}: no such repo on the hub (or private: set HF_TOKEN)") from exc
+    except hf_errors.LocalEntryNotFoundError as exc:
+        raise TokenizerUnavailableError(
+            f"tokenizer {repo_id} is not in the local cache and the hub cannot be reached") from exc
+    except (OSError, hf_errors.HfHubHTTPError) as exc:
+        raise TokenizerUnavailableError(f"tokenizer {repo_id} could not be downloaded ({exc})") from exc
+
+
+def tokenizer_for_model(model: str) -> str:
+    """A model's own tokenizer: its local folder, or its hub id (catalogue ids are hub ids)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_file():
+        return str(path.parent)
+    from loraplan.arch.sources import catalog
+
+    entry = catalog().get(model.lower())
+    return entry.model_id if entry is not None else model
