@@ -117,7 +117,15 @@ def params(
 
 def capacity(
     model: ModelArg,
-    tokens: Annotated[int, typer.Option("--tokens", min=0, help="trained (loss-carrying) tokens")],
+    tokens: Annotated[int | None, typer.Option("--tokens", min=0, help="trained (loss-carrying) tokens")] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", help="count this data set instead of --tokens")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="for --data (default: the model's)")] = None,
+    chat_template: Annotated[str | None, typer.Option("--chat-template", help="Jinja file for --data")] = None,
+    record_format: Annotated[str, typer.Option("--format", help="--data record format (see `tokens`)")] = "auto",
+    mask: Annotated[str, typer.Option("--mask", help="auto | assistant | last | all | completion")] = "auto",
+    max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="truncate --data")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="skip malformed --data records")] = False,
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="estimate --data from N records")] = None,
     rank: Annotated[int, typer.Option("--rank", "-r", min=1)] = 32,
     rule: Annotated[str, typer.Option("--rule", help="params (seed 000) | bits (seed 003)")] = "params",
     bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0)] = 1.0,
@@ -126,7 +134,7 @@ def capacity(
     unembed: Annotated[bool, typer.Option("--unembed/--no-unembed")] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Does rank R have room for N trained tokens? Status, minimum and suggested rank."""
+    """Does rank R have room for N trained tokens (--tokens N, or counted from --data)? Minimum and suggested rank."""
     from loraplan.arch.conventions import budget
     from loraplan.arch.sources import load_architecture
     from loraplan.errors import LoraplanError
@@ -134,8 +142,19 @@ def capacity(
 
     if rule not in ("params", "bits"):
         raise LoraplanError(f"--rule must be params or bits (got {rule!r})")
+    if (tokens is None) == (not data):
+        raise LoraplanError("give exactly one of --tokens N (already counted) or --data FILE (to count)")
     arch = load_architecture(model)
     result_budget = budget(arch, convention, targets, unembed)
+    count = None
+    if data:
+        from pathlib import Path
+
+        from loraplan.commands.tokens import count_data
+
+        count = count_data(data, tokenizer, model, Path(chat_template) if chat_template else None, record_format,
+                           mask, max_length, skip_invalid, sample, show_progress=not json_out)
+    tokens = count.trained_tokens if count is not None else tokens or 0
     result = validate_capacity(tokens, result_budget.per_rank_total, rank, CapacityRule(rule), bits_per_token)
     payload = {
         "model": arch.model_id, "status": result.status.value, "message": result.message, "rank": rank,
@@ -143,8 +162,16 @@ def capacity(
         "min_rank": result.min_rank, "suggested_rank": result.suggested_rank, "headroom": result.headroom,
         "rule": result.rule.value, "source": result.source,
     }
+    if count is not None:
+        payload["tokens_estimated"] = count.estimated
+        payload["token_count"] = count.as_dict()
     if json_out:
         emit_json(payload)
         return
+    if count is not None:
+        how = f"ESTIMATE from {count.method}: {count.note}" if count.method == "bytes" else (
+            f"ESTIMATE from {count.method}" if count.estimated else "counted")
+        console.print(f"{tokens:,} trained tokens in {count.examples:,} examples ({how}, mask {count.mask}, "
+                      f"tokenizer {count.tokenizer or 'none'})", highlight=False)
     color = "green" if result.status.value == "OK" else "red"
     console.print(f"[bold {color}]{result.status.value}[/] {result.message}", highlight=False)

@@ -48,19 +48,27 @@ def tokens(
     json_out: JsonOpt = False,
 ) -> None:
     """Count examples, total and trained tokens of DATA under the trainer's loss mask."""
-    from loraplan.data import count_trained_tokens
-    from loraplan.data.tokenizer import tokenizer_for_model
-
-    tok = tokenizer or (tokenizer_for_model(model) if model else None)
-    with ProgressBar(enabled=not json_out) as progress:
-        result = count_trained_tokens(
-            data, tok, chat_template=chat_template, record_format=choice("RecordFormat", record_format, "--format"),
-            mask=choice("MaskMode", mask, "--mask"), max_length=max_length, split=split, subset=subset,
-            skip_invalid=skip_invalid, sample=sample, seed=seed, progress=progress)
+    result = count_data(data, tokenizer, model, chat_template, record_format, mask, max_length, skip_invalid,
+                        sample, show_progress=not json_out, split=split, subset=subset, seed=seed)
     if json_out:
         emit_json(result.as_dict())
         return
     print_count(result, ", ".join(data))
+
+
+def count_data(data: list[str], tokenizer: str | None, model: str | None, chat_template: Path | None,
+               record_format: str, mask: str, max_length: int | None, skip_invalid: bool, sample: int | None,
+               show_progress: bool, split: str = "train", subset: str | None = None, seed: int = 0) -> TokenCount:
+    """Parse the data options and count; the tokenizer defaults to the model's own when a model is named."""
+    from loraplan.data import count_trained_tokens
+    from loraplan.data.tokenizer import tokenizer_for_model
+
+    tok = tokenizer or (tokenizer_for_model(model) if model else None)
+    with ProgressBar(enabled=show_progress) as progress:
+        return count_trained_tokens(
+            data, tok, chat_template=chat_template, record_format=choice("RecordFormat", record_format, "--format"),
+            mask=choice("MaskMode", mask, "--mask"), max_length=max_length, split=split, subset=subset,
+            skip_invalid=skip_invalid, sample=sample, seed=seed, progress=progress)
 
 
 def choice(enum_name: str, value: str, option: str) -> Any:
@@ -128,7 +136,7 @@ def print_count(result: TokenCount, label: str) -> None:
         console.print(f"  skipped {message}", highlight=False)
     if result.method == "bytes":
         console.print(f"[bold yellow]ESTIMATE[/] from UTF-8 bytes (~{result.estimate_error:.0%} expected error), "
-                      "not a count: pass --tokenizer for exact numbers", highlight=False)
+                      f"not a count ({result.note}): pass a --tokenizer that loads for exact numbers", highlight=False)
     elif result.ci is not None:
         lo, hi = result.ci.trained_tokens
         console.print(f"[bold yellow]ESTIMATE[/] from {result.ci.sample_size:,} of {result.ci.population:,} records: "

@@ -88,7 +88,8 @@ def count_trained_tokens(
     if bundle is None:
         from loraplan.data.estimate import estimate_from_bytes
 
-        return estimate_from_bytes(dataset, options, note, sample, seed)
+        name = tokenizer if isinstance(tokenizer, str) else None
+        return estimate_from_bytes(dataset, options, name, note, sample, seed)
     if chat_template is not None and isinstance(tokenizer, TokenizerBundle):
         bundle = with_template(bundle, chat_template)
     if sample is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from loraplan.data.counting import CountOptions, Examples, plan_batches
@@ -28,8 +28,8 @@ EXPECTED_ERROR = 0.25
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
-def estimate_from_bytes(dataset: DataSet, options: CountOptions, note: str | None, sample: int | None,
-                        seed: int) -> TokenCount:
+def estimate_from_bytes(dataset: DataSet, options: CountOptions, tokenizer: str | None, note: str | None,
+                        sample: int | None, seed: int) -> TokenCount:
     """Byte-based counts of the same records under the same mask; `note` says why no tokenizer was used."""
     tally = Tally(options.max_length, keep_records=sample is not None)
     records: Any = dataset
@@ -43,14 +43,9 @@ def estimate_from_bytes(dataset: DataSet, options: CountOptions, note: str | Non
         for _, estimates in batch:
             tally.add_example([(e.work, e.tokens, e.ranges) for e in estimates])
     tally.format, tally.masks = examples.fmt.value, planner.resolved
-    result = tally.result(tokenizer=None, estimated=True, method="bytes", estimate_error=EXPECTED_ERROR)
-    if note is not None:
-        result = _with_note(result, note)
+    result = tally.result(tokenizer=tokenizer, estimated=True, method="bytes", estimate_error=EXPECTED_ERROR,
+                          note=note or "no tokenizer given")
     return scale_sample(result, tally, population) if sample is not None else result
-
-
-def _with_note(result: TokenCount, note: str) -> TokenCount:
-    return replace(result, tokenizer=f"unavailable: {note}")
 
 
 def tokens_of(text: str) -> int:

@@ -53,6 +53,7 @@ class TokenCount:
     skipped / skip_reasons / skip_examples: records left out by --skip-invalid, by reason, with the first messages.
     estimated: True unless every record was tokenized; `method` says how (exact, sample, bytes).
     estimate_error: expected relative error of a byte estimate.
+    note: why the count is an estimate, when it was not asked for (e.g. the tokenizer could not be fetched).
     ci: the confidence interval of a sampled count.
     sides: per preference side counts (empty for other formats).
     """
@@ -80,6 +81,7 @@ class TokenCount:
     mask: str = ""
     max_length: int | None = None
     tokenizer: str | None = None
+    note: str | None = None
 
     @property
     def loss_mask(self) -> str:

@@ -42,7 +42,7 @@ def parse(raw: RawRecord) -> Any:
     if not isinstance(raw.payload, bytes):
         return raw.payload
     try:
-        text = raw.payload.decode("utf-8")
+        text = raw.payload.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
         raise InvalidRecordError(raw.where, f"not UTF-8 (byte 0x{raw.payload[exc.start]:02x} at column "
                                  f"{exc.start + 1}); re-encode the file as UTF-8", "not UTF-8") from exc
