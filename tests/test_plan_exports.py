@@ -112,3 +112,21 @@ def test_cli_writes_export_atomically(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert FORMATS["axolotl"].read(out.read_text(), str(out)).lora.rank == 32
     assert [p.name for p in tmp_path.iterdir()] == ["axolotl.yaml"]  # no temp file left behind
+
+
+def test_plan_counts_the_example_dataset_with_the_token_counter() -> None:
+    from typer.testing import CliRunner
+
+    from loraplan.cli import _register, app
+    from loraplan.data import count_trained_tokens
+
+    _register()
+    root = Path(__file__).resolve().parent.parent / "examples"
+    result = CliRunner().invoke(app, ["plan", "meta-llama/Llama-3.1-8B", "--data", str(root / "chat.jsonl"),
+                                      "--tokenizer", str(root / "tokenizer"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    count = count_trained_tokens(str(root / "chat.jsonl"), str(root / "tokenizer"), max_length=2048)
+    assert payload["setup"]["data"]["trained_tokens"] == count.trained_tokens
+    assert payload["setup"]["data"]["examples"] == count.examples == 470
+    assert payload["capacity"]["status"] == "OK"

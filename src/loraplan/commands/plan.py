@@ -70,7 +70,7 @@ def plan(
     if data:
         if tokens is not None:
             raise LoraplanError("give either --data (to count) or --tokens (already counted), not both")
-        facts = plan_render.count_data(data, tokenizer, method, seq_len)
+        facts = plan_render.count_data(data, tokenizer, model, seq_len)
     request = PlanRequest(
         method=method, data=facts, convention=_choice(Convention, convention, "--convention"), targets=targets,
         unembed=unembed, rank=rank, max_rank=max_rank, alpha=alpha, rslora=rslora, lr=lr,

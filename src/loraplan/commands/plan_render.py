@@ -11,24 +11,28 @@ from rich.table import Table
 
 from loraplan.arch.model import Architecture
 from loraplan.plan import DataFacts, Plan
-from loraplan.setup import LossMask, Method, TrainingSetup
+from loraplan.setup import LossMask, TrainingSetup
 
 BAR_WIDTH = 40
 
 
-def count_data(paths: list[str], tokenizer: str | None, method: Method, max_length: int) -> DataFacts:
-    """Trained tokens from the token counter (loraplan.data), as the plan needs them."""
+def count_data(paths: list[str], tokenizer: str | None, model: str, max_length: int) -> DataFacts:
+    """Trained tokens from the token counter (loraplan.data), as the plan needs them.
+
+    Without --tokenizer the model's own tokenizer is tried (a local folder, or the hub); when it
+    cannot be had the counter falls back to a byte estimate, which the plan labels as such.
+    """
     from loraplan.errors import MissingExtraError
 
     try:
         from loraplan.data import count_trained_tokens
     except ImportError as exc:
         raise MissingExtraError("counting a dataset needs the `data` extra: pip install 'loraplan[data]'") from exc
-    count = count_trained_tokens(paths, tokenizer=tokenizer, max_length=max_length)
-    mask = getattr(count, "loss_mask", None)
+    count = count_trained_tokens(paths, tokenizer or model, max_length=max_length)
+    mask = count.mask
     return DataFacts(
         path=",".join(paths), examples=count.examples, trained_tokens=count.trained_tokens,
-        total_tokens=count.total_tokens, format=getattr(count, "format", None),
+        total_tokens=count.total_tokens, format=count.format or None,
         loss_mask=LossMask(mask) if isinstance(mask, str) and mask in LossMask._value2member_map_ else None,
         estimated=bool(count.estimated),
     )
@@ -113,6 +117,12 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    data = setup.data
+    if data.trained_tokens is not None:
+        mask = f", {data.loss_mask.value} loss mask" if data.loss_mask else ""
+        source = f" from {data.path}" if data.path else ""
+        console.print(f"data{source}: {data.examples if data.examples is not None else '?':,} examples, "
+                      f"{data.trained_tokens:,} trained tokens{mask}", highlight=False)
     console.print(capacity_bar(plan), highlight=False)
     _render_estimates(console, plan)
     for warning in plan.warnings:
