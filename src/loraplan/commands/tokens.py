@@ -26,6 +26,8 @@ MaskOpt = Annotated[str, typer.Option("--mask", help="auto | assistant | last | 
 MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", min=1, help="truncate like the trainer")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="skip malformed records, count and report them")]
 SampleOpt = Annotated[int | None, typer.Option("--sample", min=1, help="estimate from N random records (95% CI)")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="processes to count with (default: every "
+                                                                         "core for files over 32 MiB, else 1)")]
 
 
 def register(app: typer.Typer) -> None:
@@ -45,11 +47,12 @@ def tokens(
     skip_invalid: SkipOpt = False,
     sample: SampleOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of --sample")] = 0,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Count examples, total and trained tokens of DATA under the trainer's loss mask."""
     result = count_data(data, tokenizer, model, chat_template, record_format, mask, max_length, skip_invalid,
-                        sample, show_progress=not json_out, split=split, subset=subset, seed=seed)
+                        sample, show_progress=not json_out, split=split, subset=subset, seed=seed, workers=workers)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -58,8 +61,12 @@ def tokens(
 
 def count_data(data: list[str], tokenizer: str | None, model: str | None, chat_template: Path | None,
                record_format: str, mask: str, max_length: int | None, skip_invalid: bool, sample: int | None,
-               show_progress: bool, split: str = "train", subset: str | None = None, seed: int = 0) -> TokenCount:
-    """Parse the data options and count; the tokenizer defaults to the model's own when a model is named."""
+               show_progress: bool, split: str = "train", subset: str | None = None, seed: int = 0,
+               workers: int | None = None) -> TokenCount:
+    """Parse the data options and count; the tokenizer defaults to the model's own when a model is named.
+
+    workers: None lets count_trained_tokens decide (every core once the files are big enough to pay for it).
+    """
     from loraplan.data import count_trained_tokens
     from loraplan.data.tokenizer import tokenizer_for_model
 
@@ -68,7 +75,7 @@ def count_data(data: list[str], tokenizer: str | None, model: str | None, chat_t
         return count_trained_tokens(
             data, tok, chat_template=chat_template, record_format=choice("RecordFormat", record_format, "--format"),
             mask=choice("MaskMode", mask, "--mask"), max_length=max_length, split=split, subset=subset,
-            skip_invalid=skip_invalid, sample=sample, seed=seed, progress=progress)
+            skip_invalid=skip_invalid, sample=sample, seed=seed, progress=progress, workers=workers)
 
 
 def choice(enum_name: str, value: str, option: str) -> Any:

@@ -9,6 +9,7 @@ few batches, so memory stays flat whatever the corpus size.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from loraplan.data.errors import InvalidRecordError, TokenizerUnavailableError
-from loraplan.data.masking import MaskMode, Planner
+from loraplan.data.masking import MaskMode, Planner, Work
 from loraplan.data.measure import Measurer
 from loraplan.data.records import Example, RecordFormat, Sequence, detect_format, to_example
 from loraplan.data.result import Tally, TokenCount
@@ -28,6 +29,7 @@ from loraplan.data.tokenizer import TokenizerBundle, load_tokenizer, with_templa
 
 BATCH_RECORDS = 1024
 PREFETCH_BATCHES = 3
+PARALLEL_MIN_BYTES = 32 * 2**20  # below this, starting worker processes costs more than it saves
 T = TypeVar("T", covariant=True)
 Progress = Callable[[int, int | None, int], None]  # (bytes done, bytes total, tokens so far)
 
@@ -57,6 +59,7 @@ def count_trained_tokens(
     seed: int = 0,
     estimate_if_unavailable: bool = True,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> TokenCount:
     """Count the tokens a trainer would train on `data` (files, folders, globs or a hub data set).
 
@@ -67,6 +70,7 @@ def count_trained_tokens(
     sample: count a uniform random sample of this many records and scale up, with a 95% interval.
     estimate_if_unavailable: when the tokenizer cannot be fetched (offline, gated), estimate from bytes
         (TokenCount.estimated is then True) instead of raising TokenizerUnavailableError.
+    workers: processes to count with; None uses every core once the files pass PARALLEL_MIN_BYTES.
     """
     options = CountOptions(RecordFormat(record_format), MaskMode(mask), max_length, skip_invalid)
     if max_length is not None and max_length <= 0:
@@ -96,25 +100,38 @@ def count_trained_tokens(
         from loraplan.data.sampling import count_sample
 
         return count_sample(dataset, bundle, options, sample, seed, progress)
-    return run_count(dataset, bundle, options, Tally(max_length), progress).result(tokenizer=bundle.name)
+    if workers is None:
+        big = dataset.total_bytes is not None and dataset.total_bytes >= PARALLEL_MIN_BYTES
+        workers = available_cores() if big else 1
+    return run_count(dataset, bundle, options, Tally(max_length), progress, workers).result(tokenizer=bundle.name)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_count(records: Iterable[RawRecord], bundle: TokenizerBundle, options: CountOptions, tally: Tally,
-              progress: Progress | None = None) -> Tally:
-    """Feed raw records through render -> encode -> mask into `tally` and return it."""
-    template = ChatTemplate(bundle.chat_template, bundle.special_tokens) if bundle.chat_template else None
-    planner = Planner(template, options.mask, bundle.name)
-    measurer = Measurer(bundle.backend, bundle.added_ids)
-    examples = Examples(options.record_format, bundle.eos_token)
-    batches = _prefetch(plan_batches(records, examples, planner, tally, options.skip_invalid), PREFETCH_BATCHES)
-    for batch in batches:
-        works = [w for _, ws in batch for w in ws]
-        measured = iter(zip(works, measurer.measure(works), strict=True))
-        for _, ws in batch:
-            tally.add_example([(w, n, ranges) for w, (n, ranges) in (next(measured) for _ in ws)])
-        if progress is not None and isinstance(records, DataSet):
-            progress(records.done_bytes, records.total_bytes, tally.total)
-    tally.format, tally.masks = examples.fmt.value, tally.masks | planner.resolved
+              progress: Progress | None = None, workers: int = 1) -> Tally:
+    """Feed raw records through render -> encode -> mask into `tally` and return it.
+
+    workers > 1 (and a data set on disk): worker processes each render, encode and tally whole batches.
+    Otherwise one process: a thread renders while the Rust tokenizer encodes on every core.
+    """
+    if workers > 1 and isinstance(records, DataSet):
+        from loraplan.data.parallel import run_parallel
+
+        run_parallel(records, bundle, options, tally, progress, workers)
+    else:
+        pipeline = Pipeline(bundle, options)
+        for batch in _prefetch(pipeline.plan(records, tally), PREFETCH_BATCHES):
+            pipeline.measure(batch, tally)
+            if progress is not None and isinstance(records, DataSet):
+                progress(records.done_bytes, records.total_bytes, tally.total)
+        pipeline.finish(tally)
     if tally.examples == 0 and not tally.skip_reasons:
         from loraplan.data.errors import DataSourceError
 
@@ -122,12 +139,37 @@ def run_count(records: Iterable[RawRecord], bundle: TokenizerBundle, options: Co
     return tally
 
 
+class Pipeline:
+    """Render, encode and tally with one tokenizer: the same code in-process and in worker processes."""
+
+    def __init__(self, bundle: TokenizerBundle, options: CountOptions, record_format: RecordFormat | None = None,
+                 detected_at: str | None = None) -> None:
+        template = ChatTemplate(bundle.chat_template, bundle.special_tokens) if bundle.chat_template else None
+        self.planner = Planner(template, options.mask, bundle.name)
+        self.measurer = Measurer(bundle.backend, bundle.added_ids)
+        self.examples = Examples(record_format or options.record_format, bundle.eos_token, detected_at)
+        self.skip_invalid = options.skip_invalid
+
+    def plan(self, records: Iterable[RawRecord], tally: Tally) -> Iterator[list[tuple[Example, list[Work]]]]:
+        return plan_batches(records, self.examples, self.planner, tally, self.skip_invalid)
+
+    def measure(self, batch: list[tuple[Example, list[Work]]], tally: Tally) -> None:
+        works = [w for _, ws in batch for w in ws]
+        measured = iter(zip(works, self.measurer.measure(works), strict=True))
+        for _, ws in batch:
+            tally.add_example([(w, n, ranges) for w, (n, ranges) in (next(measured) for _ in ws)])
+
+    def finish(self, tally: Tally) -> None:
+        tally.format = tally.format or self.examples.fmt.value
+        tally.masks |= self.planner.resolved
+
+
 class Examples:
     """Raw record -> Example, detecting the format from the first record when it is 'auto'."""
 
-    def __init__(self, record_format: RecordFormat, eos_token: str | None) -> None:
+    def __init__(self, record_format: RecordFormat, eos_token: str | None, detected_at: str | None = None) -> None:
         self.fmt = record_format
-        self.detected_at: str | None = None
+        self.detected_at = detected_at
         self.eos_token = eos_token
 
     def build(self, raw: RawRecord) -> Example:

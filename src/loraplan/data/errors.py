@@ -33,6 +33,10 @@ class InvalidRecordError(DataError):
         self.problem = problem
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        """Rebuild from the three parts when a worker process sends the error back."""
+        return type(self), (self.where, self.problem, self.reason)
+
 
 class TokenizerError(DataError):
     """A tokenizer or chat template that cannot be used."""

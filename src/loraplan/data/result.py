@@ -165,6 +165,27 @@ class Tally:
         if self.records is not None:
             self.records.append((ex_total, ex_trained))
 
+    def merge(self, other: Tally) -> None:
+        """Add another tally (a worker's batch) to this one."""
+        self.examples += other.examples
+        self.total += other.total
+        self.trained += other.trained
+        self.truncated_examples += other.truncated_examples
+        self.truncated_tokens += other.truncated_tokens
+        self.truncated_trained += other.truncated_trained
+        self.untrained += other.untrained
+        self.by_role.update(other.by_role)
+        self.lengths.update(other.lengths)
+        for side, counts in other.sides.items():
+            mine = self.sides.setdefault(side, [0, 0, 0])
+            mine[:] = [a + b for a, b in zip(mine, counts, strict=True)]
+        self.skip_reasons.update(other.skip_reasons)
+        self.skip_examples += other.skip_examples[: MAX_SKIP_EXAMPLES - len(self.skip_examples)]
+        if self.records is not None and other.records is not None:
+            self.records += other.records
+        self.format = self.format or other.format
+        self.masks |= other.masks
+
     def result(self, **extra: Any) -> TokenCount:
         return TokenCount(
             examples=self.examples, total_tokens=self.total, trained_tokens=self.trained,
