@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -60,9 +61,17 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str]) -> None:
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
 
 
-def test_core_commands_do_not_import_torch() -> None:
-    code = ("import sys; from loraplan.cli import main; sys.argv=['loraplan','params','deepseek-ai/DeepSeek-V3.1',"
-            "'--json']; import contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()):\n main()\n"
+@pytest.mark.parametrize("args", [
+    ["params", "deepseek-ai/DeepSeek-V3.1"],
+    ["lr", "meta-llama/Llama-3.1-8B"],
+    ["plan", "Qwen/Qwen3-30B-A3B", "--tokens", "1000000", "--examples", "5000"],
+    ["check", "tests/golden/llama-3.1-8b.axolotl.yaml", "--tokens", "1000000"],
+])
+def test_core_commands_do_not_import_torch(args: list[str]) -> None:
+    code = (f"import sys; from loraplan.cli import main; sys.argv=['loraplan', *{args!r}, '--json']\n"
+            "import contextlib, io\ntry:\n with contextlib.redirect_stdout(io.StringIO()):\n  main()\n"
+            "except SystemExit as exc:\n assert not exc.code, exc.code\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr

@@ -82,7 +82,7 @@ def plan(
         short_run=short_run, teacher=teacher,
     )
     result = make_plan(arch, request)
-    export = plan_render.export_text(result.setup, fmt) if fmt else None
+    export = plan_render.export_text(result.setup, fmt, arch) if fmt else None
     if output is not None:
         if export is None:
             raise LoraplanError("-o needs --format (which trainer's config to write)")

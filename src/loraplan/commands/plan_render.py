@@ -38,13 +38,45 @@ def count_data(paths: list[str], tokenizer: str | None, model: str, max_length: 
     )
 
 
-def export_text(setup: TrainingSetup, fmt: str) -> str:
+def export_text(setup: TrainingSetup, fmt: str, arch: Architecture | None = None) -> str:
     from loraplan.formats import get_format
     from loraplan.formats.peft import write_python
 
+    if arch is not None:
+        setup = expressible_setup(setup, arch, fmt)
     if fmt == "peft-python":
         return write_python(setup)
     return get_format(fmt).write(setup)
+
+
+def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> TrainingSetup:
+    """The plan as `fmt` can state it for this model, or an error when the trainer cannot adapt its experts.
+
+    LLaMA-Factory names modules, not parameters: for MoE layouts PEFT converts from the transformers-4
+    names (Qwen-MoE `gate_proj`..., Mixtral `w1`...), those names reach the stacked experts; for other
+    layouts nothing does. torchtune's LoRA builders have no HF MoE model at all. Refusing beats writing
+    a config that `loraplan check` would flag for frozen experts.
+    """
+    from loraplan.doctor.targets import V4_EXPERT_NAMES
+    from loraplan.errors import LoraplanError
+
+    params = setup.lora.target_parameters
+    if not setup.is_lora or not arch.is_moe or fmt not in ("torchtune", "llamafactory"):
+        return setup
+    others = "choose --format peft, trl, axolotl, unsloth or tinker"
+    if fmt == "torchtune":
+        raise LoraplanError(f"torchtune's LoRA builders cannot adapt the MoE experts of {arch.model_id}; {others}")
+    if not params:
+        return setup
+    from loraplan.arch.peft_rules import conversion_of
+
+    names = V4_EXPERT_NAMES.get(conversion_of(arch) or "")
+    if not names:
+        raise LoraplanError(f"LLaMA-Factory cannot name the stacked experts of {arch.model_id} "
+                            f"({', '.join(params)}); {others}")
+    modules = tuple(dict.fromkeys((*(setup.lora.target_modules or ()), *names)))
+    lora = setup.lora.model_copy(update={"target_modules": modules, "target_parameters": None})
+    return setup.model_copy(update={"lora": lora})
 
 
 def write_export(path: Path, text: str) -> None:

@@ -23,6 +23,7 @@ from loraplan.formats.flat import (
 from loraplan.formats.hf_args import optimizer_from, schedule_from
 from loraplan.setup import LossMask, Method, Schedule, TrainingSetup
 
+ALL_LINEAR = "all-linear"
 NAME = "axolotl"
 SUFFIX = ".yaml"
 KEYS = [
@@ -39,6 +40,7 @@ KEYS = [
     Key("optim.weight_decay", "weight_decay", "number"),
     Key("optim.micro_batch_size", "micro_batch_size", "integer"),
     Key("optim.gradient_accumulation_steps", "gradient_accumulation_steps", "integer"),
+    Key("optim.batch_size", "batch_size", "integer"),  # global batch; axolotl derives accumulation from it
     Key("optim.epochs", "num_epochs", "number"),
     Key("optim.max_steps", "max_steps", "integer"),
     Key("optim.max_grad_norm", "max_grad_norm", "number"),
@@ -62,6 +64,7 @@ def write(setup: TrainingSetup) -> str:
     elif setup.quantization == "8bit":
         out["load_in_8bit"] = True
     out.update(to_mapping(setup, KEYS[1:]))
+    _all_linear_as_flag(out)
     if setup.lora.init_lora_weights is not None:
         out["peft_init_lora_weights"] = setup.lora.init_lora_weights
     if setup.optim.schedule is not None:
@@ -110,10 +113,24 @@ def read(text: str, where: str) -> TrainingSetup:
     if generations is not None:
         set_path(nested, "extras.group_size", generations)
     targets = fields.names("lora_target_modules")
+    if fields.boolean("lora_target_linear"):  # axolotl adds every linear leaf but the output embedding
+        targets = (ALL_LINEAR, *(t for t in targets or () if t != ALL_LINEAR))
+        set_path(nested, "lora.target_modules", targets)
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
     _read_datasets(fields, nested)
     return make_setup(where, nested)
+
+
+def _all_linear_as_flag(out: dict[str, Any]) -> None:
+    """Axolotl says "every linear layer" with `lora_target_linear: true`, not with a module name."""
+    targets = out.get("lora_target_modules")
+    if isinstance(targets, list) and ALL_LINEAR in targets:
+        rest = [t for t in targets if t != ALL_LINEAR]
+        out["lora_target_modules"] = rest
+        if not rest:
+            del out["lora_target_modules"]
+        out["lora_target_linear"] = True
 
 
 def _read_datasets(fields: Fields, nested: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ None), so `read(write(s)) == project(s)` for every format.
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +21,9 @@ from pydantic import ValidationError
 
 from loraplan.errors import LoraplanError
 
-MAX_CONFIG_BYTES = 10 * 1024 * 1024  # trainer configs are kilobytes; refuse anything huge
+MAX_CONFIG_BYTES = 1024 * 1024  # trainer configs are kilobytes; the YAML parser reads ~150 kB/s, so cap at 1 MiB
 MAX_YAML_NODES = 200_000  # a YAML bomb expands aliases past this
+MAX_NESTING = 64  # trainer configs nest a few levels; the YAML scanner is quadratic in flow nesting
 
 
 class FormatError(LoraplanError):
@@ -45,17 +48,32 @@ def yaml_loader() -> Any:
     return yaml
 
 
-def _count_nodes(value: Any, seen: list[int]) -> None:
-    seen[0] += 1
-    if seen[0] > MAX_YAML_NODES:
-        raise FormatError("YAML expands past 200,000 nodes (an alias bomb?); refusing")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _count_nodes(k, seen)
-            _count_nodes(v, seen)
-    elif isinstance(value, list):
-        for v in value:
-            _count_nodes(v, seen)
+def _count_nodes(value: Any, where: str) -> None:
+    """Walk the parsed tree (aliases expanded) without recursion; refuse bombs and deep nesting."""
+    seen = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_NODES:
+            raise FormatError(f"{where}: YAML expands past {MAX_YAML_NODES:,} nodes (an alias bomb?); refusing")
+        if depth > MAX_NESTING:
+            raise FormatError(f"{where}: settings nested more than {MAX_NESTING} levels deep; refusing")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                stack.append((k, depth + 1))
+                stack.append((v, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _check_flow_nesting(text: str, where: str) -> None:
+    """Refuse `[[[[...` before parsing: the scanner slows quadratically with flow depth, then recurses."""
+    depth = 0
+    for char in re.sub(r"[^\[\]{}]", "", text):
+        depth = depth + 1 if char in "[{" else max(0, depth - 1)
+        if depth > MAX_NESTING:
+            raise FormatError(f"{where}: brackets nested more than {MAX_NESTING} levels deep; refusing")
 
 
 def _plain(value: Any) -> Any:
@@ -82,16 +100,18 @@ def load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     from ruamel.yaml.error import YAMLError
 
     if len(text) > MAX_CONFIG_BYTES:
-        raise FormatError(f"{where}: {len(text):,} bytes is too large for a trainer config (limit 10 MB)")
+        raise FormatError(f"{where}: {len(text):,} characters is too large for a trainer config (limit 1 MiB)")
+    _check_flow_nesting(text, where)
     try:
         data = yaml_loader().load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise FormatError(f"{where}{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from exc
-    except (RecursionError, ValueError, TypeError) as exc:
+    except (RecursionError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        # ruamel raises these on some malformed documents (e.g. odd tags or keys) instead of a YAMLError
         raise FormatError(f"{where}: unreadable YAML ({type(exc).__name__})") from exc
-    _count_nodes(data, [0])
+    _count_nodes(data, where)
     if data is None:
         raise FormatError(f"{where}: the file is empty")
     if not isinstance(data, dict):
@@ -127,6 +147,30 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def read_config_text(path: Path) -> str:
+    """A config file as text, never reading more than MAX_CONFIG_BYTES (a 1 GB file costs one stat).
+
+    Reads at most one byte past the limit, so a FIFO or /dev/zero is refused in bounded memory too.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise FormatError(f"{path}: is a folder; give the config file itself")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise FormatError(f"{path}: {size:,} bytes is too large for a trainer config (limit 1 MiB)")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise FormatError(f"{path}: more than 1 MiB; too large for a trainer config")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text (byte {exc.start}); is this a trainer config?") from exc
+
+
 class Fields:
     """Typed access to a parsed mapping that names the field and file in every error."""
 
@@ -141,16 +185,15 @@ class Fields:
         value = self.data.get(key)
         if value is None:
             return None
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise self._fail(key, "a number", value)
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise self._fail(key, "a number", value) from None
-        raise self._fail(key, "a number", value)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise self._fail(key, "a number", value) from None
+        if not math.isfinite(number):
+            raise self._fail(key, "a finite number", value)
+        return number
 
     def integer(self, key: str) -> int | None:
         value = self.number(key)
@@ -182,8 +225,8 @@ class Fields:
             return None
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
+        if isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
+            return tuple(value)  # a set (Python configs) is sorted later: order carries no meaning
         raise self._fail(key, "a list of module names", value)
 
     def table(self, key: str) -> Fields:

@@ -23,6 +23,7 @@ from loraplan.formats.hf_args import TRAINING_PATHS, training_from, training_map
 from loraplan.formats.trl import _flatten
 from loraplan.setup import LossMask, Method, TrainingSetup
 
+ALL_LINEAR = "all-linear"
 NAME = "llamafactory"
 SUFFIX = ".yaml"
 STAGES = {Method.SFT: "sft", Method.DISTILL: "sft", Method.DPO: "dpo", Method.RL: "ppo"}
@@ -49,7 +50,8 @@ def write(setup: TrainingSetup) -> str:
     out["finetuning_type"] = "lora" if setup.is_lora else "full"
     out.update(to_mapping(setup, KEYS[1:]))
     if setup.lora.target_modules:
-        out["lora_target"] = ",".join(setup.lora.target_modules)
+        targets = setup.lora.target_modules
+        out["lora_target"] = "all" if ALL_LINEAR in targets else ",".join(targets)
     if setup.quantization in ("4bit", "8bit"):
         out["quantization_bit"] = 4 if setup.quantization == "4bit" else 8
     if setup.data.loss_mask is not None:
@@ -74,6 +76,8 @@ def read(text: str, where: str) -> TrainingSetup:
     finetuning = fields.text("finetuning_type")
     nested["finetuning"] = finetuning or "lora"
     targets = fields.names("lora_target")
+    if targets == ("all",):  # LLaMA-Factory's every-linear-layer-but-lm_head
+        targets = (ALL_LINEAR,)
     if targets is not None:
         set_path(nested, "lora.target_modules", targets)
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
@@ -96,6 +100,8 @@ def project(setup: TrainingSetup) -> TrainingSetup:
     updates: dict[str, Any] = {}
     if projected.method is Method.DISTILL:
         updates["method"] = Method.SFT
+    if projected.lora.target_modules and ALL_LINEAR in projected.lora.target_modules:  # `all` alone
+        updates["lora"] = projected.lora.model_copy(update={"target_modules": (ALL_LINEAR,), "unembed": False})
     if projected.data.loss_mask is LossMask.COMPLETION:  # responses only, as for conversations
         updates["data"] = projected.data.model_copy(update={"loss_mask": LossMask.ASSISTANT})
     return projected.model_copy(update=updates) if updates else projected

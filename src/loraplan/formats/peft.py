@@ -49,6 +49,8 @@ def read(text: str, where: str) -> TrainingSetup:
         raise FormatError(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
     except RecursionError as exc:
         raise FormatError(f"{where}: JSON nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise FormatError(f"{where}: unreadable JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise FormatError(f"{where}: an adapter_config.json must be a JSON object")
     peft_type = data.get("peft_type")
@@ -62,6 +64,9 @@ def read(text: str, where: str) -> TrainingSetup:
             raise FormatError(f"{where}: field `init_lora_weights` should be true/false or a method name")
         nested.setdefault("lora", {})["init_lora_weights"] = init
     targets = fields.names("target_modules")
+    if isinstance(data.get("target_modules"), str):  # PEFT: one string is one pattern (a regex), never a list
+        targets = (data["target_modules"].strip(),)
+        nested.setdefault("lora", {})["target_modules"] = targets
     if targets is not None:
         nested.setdefault("lora", {})["unembed"] = unembed_from_targets(targets)
     return make_setup(where, nested)

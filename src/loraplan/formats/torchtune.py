@@ -3,6 +3,8 @@
 torchtune names attention projections q_proj/k_proj/v_proj/output_proj, switches the MLP and the
 output layer on as a whole (`apply_lora_to_mlp`, `apply_lora_to_output`), and builds models from
 named builders; it has no stacked-expert LoRA for HF MoE layouts and schedules by cosine warmup.
+The method is the recipe's, and the config says it through its `loss` (cross-entropy for SFT,
+DPOLoss with its beta for DPO); torchtune has no LoRA RL recipe.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from typing import Any
 
 from loraplan.formats.base import Fields, dump_yaml, load_yaml_mapping
 from loraplan.formats.flat import make_setup, project_paths, set_path
-from loraplan.setup import Schedule, TrainingSetup
+from loraplan.setup import Method, Schedule, TrainingSetup
 
 NAME = "torchtune"
 SUFFIX = ".yaml"
 ATTN = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "o_proj": "output_proj"}
 MLP = ("gate_proj", "up_proj", "down_proj")
 SCHEDULER = "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup"
+SFT_LOSS = "torchtune.modules.loss.CEWithChunkedOutputLoss"  # recipes/configs/*_lora_single_device.yaml
+DPO_LOSS = "torchtune.rlhf.loss.DPOLoss"  # recipes/configs/*_lora_dpo_single_device.yaml
 # HF model id (lower case) -> torchtune LoRA builder.
 BUILDERS = {
     "meta-llama/llama-3.1-8b": "torchtune.models.llama3_1.lora_llama3_1_8b",
@@ -40,7 +44,7 @@ BUILDERS = {
 PATHS = ["model", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules", "lora.unembed",
          "optim.learning_rate", "optim.weight_decay", "optim.warmup_steps", "optim.micro_batch_size",
          "optim.gradient_accumulation_steps", "optim.epochs", "optim.max_grad_norm", "optim.schedule",
-         "data.max_length"]
+         "data.max_length", "method", "extras.dpo_beta"]
 
 
 def write(setup: TrainingSetup) -> str:
@@ -71,13 +75,40 @@ def write(setup: TrainingSetup) -> str:
             out[key] = value
     if setup.data.max_length is not None:
         out["tokenizer"] = {"max_seq_len": setup.data.max_length}
-    header = "Overrides for: tune run lora_finetune_single_device --config THIS_FILE\nWritten by loraplan."
+    loss = _loss(setup)
+    if loss:
+        out["loss"] = loss
+    recipe = "lora_dpo_single_device" if setup.method is Method.DPO else "lora_finetune_single_device"
+    header = f"Overrides for: tune run {recipe} --config THIS_FILE\nWritten by loraplan."
+    if setup.method is Method.RL:
+        header += "\nNOTE: torchtune has no LoRA RL recipe; this is the SFT recipe's config."
     if setup.optim.schedule not in (None, Schedule.COSINE):
         header += (f"\nNOTE: torchtune schedules by cosine warmup; the planned {setup.optim.schedule.value} "
                    "decay is not available.")
     if setup.lora.target_parameters:
         header += "\nWARNING: torchtune's builders do not adapt HF stacked MoE experts; use PEFT, TRL or Axolotl."
     return dump_yaml({k: v for k, v in out.items() if v is not None}, header)
+
+
+def _loss(setup: TrainingSetup) -> dict[str, Any]:
+    """The recipe's loss, which is how a torchtune config says its method."""
+    if setup.method is Method.DPO:
+        loss: dict[str, Any] = {"_component_": DPO_LOSS}
+        if setup.extras.dpo_beta is not None:
+            loss["beta"] = setup.extras.dpo_beta
+        return loss
+    if setup.method in (Method.SFT, Method.DISTILL):
+        return {"_component_": SFT_LOSS}
+    return {}
+
+
+def _method(loss: Fields) -> Method | None:
+    component = (loss.text("_component_") or "").lower()
+    if "dpo" in component:
+        return Method.DPO
+    if "ce" in component.rsplit(".", 1)[-1] or "crossentropy" in component:
+        return Method.SFT
+    return None
 
 
 def read(text: str, where: str) -> TrainingSetup:
@@ -106,6 +137,11 @@ def read(text: str, where: str) -> TrainingSetup:
                         ("data.max_length", fields.table("tokenizer").integer("max_seq_len"))):
         if value is not None:
             set_path(nested, path, value)
+    loss = fields.table("loss")
+    nested["method"] = _method(loss)
+    beta = loss.number("beta")
+    if beta is not None:
+        set_path(nested, "extras.dpo_beta", beta)
     scheduler = fields.table("lr_scheduler")
     if scheduler.data:
         component = scheduler.text("_component_") or ""
@@ -119,6 +155,13 @@ def read(text: str, where: str) -> TrainingSetup:
 def project(setup: TrainingSetup) -> TrainingSetup:
     """torchtune adapts the MLP as a whole and always schedules by cosine warmup."""
     projected = project_paths(setup, PATHS)
+    method = projected.method
+    if method is Method.DISTILL:
+        method = Method.SFT  # distillation runs the SFT recipe
+    elif method is Method.RL:
+        method = None  # no LoRA RL recipe: the file cannot say it
+    extras = projected.extras if method is Method.DPO else projected.extras.model_copy(update={"dpo_beta": None})
+    projected = projected.model_copy(update={"method": method, "extras": extras})
     targets = set(projected.lora.target_modules or ())
     if targets:
         kept = {t for t in targets if t in ATTN or t == "lm_head"}

@@ -92,9 +92,8 @@ def setup_from_mapping(fields: Fields) -> dict[str, Any]:
         completion_only = fields.boolean("completion_only_loss")
         if completion_only is not None:
             set_path(nested, "data.loss_mask", LossMask.COMPLETION if completion_only else LossMask.ALL)
-    use_peft = fields.boolean("use_peft")
-    if use_peft is not None or "lora_r" in fields.data:
-        nested["finetuning"] = "lora" if (use_peft or use_peft is None) else "full"
+    # ModelConfig.use_peft defaults to False: without it TRL trains every weight, lora_* settings or not.
+    nested["finetuning"] = "lora" if fields.boolean("use_peft") else "full"
     if fields.boolean("load_in_4bit"):
         nested["quantization"] = "4bit"
     elif fields.boolean("load_in_8bit"):

@@ -1,0 +1,140 @@
+"""What a trainer will actually adapt for a config's targets on a given model.
+
+PEFT-based trainers (PEFT, TRL, Axolotl, LLaMA-Factory, Unsloth) go through
+`peft_rules.resolve`, the simulation of PEFT 0.21 on transformers 5 that the test suite holds to
+PEFT itself: names match by dotted suffix, names that match nothing are dropped without a word
+as long as one name matched, and v4 MoE names (`gate_proj`, `w1`, ...) are moved to the stacked
+expert parameters, so a dense MLP or shared expert with those names is no longer adapted. Each
+trainer's own spelling of "every linear layer" is expanded first (Axolotl `lora_target_linear`,
+LLaMA-Factory `all`: the model's linear leaf names, as their `find_all_linear_*` helpers return;
+PEFT `all-linear`), and Unsloth's automatic expert targets are added. torchtune matches its own
+module names without PEFT's conversion; Tinker adapts every weight matrix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from loraplan.arch.conventions import Component, Convention, component_of, cost_per_rank, is_candidate, peft_spec
+from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, conversion_of, resolve
+from loraplan.setup import LoraSpec
+
+PEFT_BASED = frozenset({"peft", "trl", "axolotl", "llamafactory", "unsloth"})
+TARGET_PARAMETERS = frozenset({"peft", "trl", "axolotl", "unsloth"})  # formats that can name stacked experts
+REGEX_CHARS = re.compile(r"[*+?|()\[\]{}^$\\]")
+# The v4 names PEFT converts to stacked experts, by conversion pattern (peft_rules._MIXTRAL_MAP / _QWEN2_MOE_MAP).
+V4_EXPERT_NAMES = {"mixtral": ("w1", "w2", "w3"), "qwen2_moe": ("gate_proj", "up_proj", "down_proj")}
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """The weights a trainer adapts, and what happened to each target name.
+
+    adapted: (weight, rank multiplier) per adapted weight (2 for PEFT's fused gate_up_proj of both halves).
+    unmatched: target names that reach no weight at all (silently ignored by PEFT).
+    dropped: Linear weights a target name matches that PEFT's MoE conversion leaves frozen.
+    how: one phrase naming the simulation, for evidence.
+    """
+
+    adapted: tuple[tuple[Weight, int], ...]
+    unmatched: tuple[str, ...]
+    dropped: tuple[Weight, ...]
+    how: str
+
+    @property
+    def components(self) -> frozenset[Component]:
+        return frozenset(c for w, _ in self.adapted if (c := component_of(w)) is not None)
+
+    def tinker_per_rank(self, arch: Architecture) -> int:
+        """Per-rank capacity kept, in the doctrine's unit (tinker convention, as seed 000 counts it)."""
+        return sum(tinker_cost(w, arch) for w, _ in self.adapted)
+
+    def trainable_per_rank(self, arch: Architecture, fmt: str | None) -> int:
+        """LoRA params per unit of rank that the trainer really trains."""
+        if fmt == "tinker":
+            return self.tinker_per_rank(arch)
+        return sum(m * cost_per_rank(w, Convention.PEFT, arch.hidden_size) for w, m in self.adapted)
+
+
+def tinker_cost(weight: Weight, arch: Architecture) -> int:
+    if component_of(weight) is None or not is_candidate(weight, Convention.TINKER):
+        return 0
+    return cost_per_rank(weight, Convention.TINKER, arch.hidden_size)
+
+
+def linear_leaves(arch: Architecture) -> tuple[str, ...]:
+    """Leaf names of every Linear but the output embedding: Axolotl's and LLaMA-Factory's "all linear"."""
+    return tuple(dict.fromkeys(w.leaf for w in arch.weights if w.kind is Kind.LINEAR and w.role is not Role.UNEMBED))
+
+
+def _suffix(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
+def expert_parameters(arch: Architecture) -> tuple[str, ...]:
+    """The `target_parameters` that reach this model's stacked experts (what `plan` writes)."""
+    return peft_spec(arch, frozenset({Component.EXPERTS}), []).target_parameters
+
+
+def adaptation(lora: LoraSpec, fmt: str | None, arch: Architecture) -> Adaptation | None:
+    """Simulate the trainer; None when the targets are unknown (not stated and no default)."""
+    if fmt == "tinker":
+        adapted = [(w, 1) for w in arch.weights if tinker_cost(w, arch) > 0]
+        return Adaptation(tuple(adapted), (), (), "as Tinker adapts every weight matrix")
+    if lora.target_modules is None and not lora.target_parameters:
+        return None
+    names = list(lora.target_modules or ())
+    params = tuple(lora.target_parameters or ())
+    if fmt == "torchtune":
+        return _plain_match(names, arch)
+    if fmt in ("axolotl", "llamafactory") and ALL_LINEAR in names:
+        names = [n for n in names if n != ALL_LINEAR] + list(linear_leaves(arch))
+    if fmt == "unsloth" and arch.is_moe and not params and {"gate_proj", "up_proj", "down_proj"} & set(names):
+        params = expert_parameters(arch)  # Unsloth's get_moe_target_parameters
+    regexes = [n for n in names if REGEX_CHARS.search(n)]
+    plain = [n for n in names if n not in regexes]
+    modules: str | tuple[str, ...] = ALL_LINEAR if plain == [ALL_LINEAR] else tuple(plain)
+    chosen = {w.name: (w, m) for w, m in resolve(arch, PeftSpec(modules, params))} if (plain or params) else {}
+    for pattern in regexes:
+        for w in _regex_match(pattern, arch):
+            chosen.setdefault(w.name, (w, 1))
+    unmatched = tuple(n for n in plain if n != ALL_LINEAR and not resolve(arch, PeftSpec((n,), ())))
+    unmatched += tuple(p for p in params if not resolve(arch, PeftSpec((), (p,))))
+    unmatched += tuple(r for r in regexes if not _regex_match(r, arch))
+    named = [w for w in arch.weights if w.kind is Kind.LINEAR and any(_suffix(w.name, n) for n in plain)]
+    dropped = tuple(w for w in named if w.name not in chosen)
+    how = "by PEFT's target matching, simulated for PEFT 0.21 on transformers 5"
+    return Adaptation(tuple(chosen.values()), unmatched, dropped, how)
+
+
+def _regex_match(pattern: str, arch: Architecture) -> list[Weight]:
+    """PEFT treats a target string as a regex that must match the whole module name."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return []
+    return [w for w in arch.weights if w.kind is Kind.LINEAR and compiled.fullmatch(w.name)]
+
+
+def _plain_match(names: list[str], arch: Architecture) -> Adaptation:
+    adapted = [(w, 1) for w in arch.weights if w.kind is Kind.LINEAR and any(_suffix(w.name, n) for n in names)]
+    unmatched = tuple(n for n in names if not any(_suffix(w.name, n) for w in arch.weights))
+    return Adaptation(tuple(adapted), unmatched, (), "by torchtune's builders (module names, no MoE conversion)")
+
+
+def all_layer_targets(arch: Architecture, fmt: str | None, unembed: bool) -> dict[str, object]:
+    """The target fields that adapt every layer (attention, MLP, experts) in this format: the fix."""
+    comps = frozenset({Component.ATTN, Component.MLP, Component.EXPERTS} | ({Component.UNEMBED} if unembed else set()))
+    spec = peft_spec(arch, comps, [])
+    modules = tuple(spec.target_modules) if not isinstance(spec.target_modules, str) else (spec.target_modules,)
+    if fmt in TARGET_PARAMETERS:
+        return {"lora.target_modules": modules, "lora.target_parameters": spec.target_parameters or None}
+    if fmt == "llamafactory" and spec.target_parameters:
+        pattern = conversion_of(arch)
+        extra = V4_EXPERT_NAMES.get(pattern or "", ())
+        return {"lora.target_modules": tuple(dict.fromkeys(modules + extra))}
+    if fmt == "tinker":
+        return {}
+    return {"lora.target_modules": modules}
