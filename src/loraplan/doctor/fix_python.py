@@ -12,6 +12,7 @@ from typing import Any
 
 from loraplan.doctor.fix import MISSING, Edit
 from loraplan.formats.base import FormatError
+from loraplan.formats.unsloth import literal_kwargs
 
 CONFIG_CALLS = ("SFTConfig", "DPOConfig", "GRPOConfig", "TrainingArguments")
 
@@ -24,18 +25,6 @@ def _calls(tree: ast.AST) -> dict[str, ast.Call]:
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             found.setdefault(name, node)
     return found
-
-
-def _literals(call: ast.Call) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for keyword in call.keywords:
-        if keyword.arg is None:
-            continue
-        try:
-            out[keyword.arg] = ast.literal_eval(keyword.value)
-        except (ValueError, TypeError, SyntaxError, RecursionError):
-            out[keyword.arg] = MISSING
-    return out
 
 
 def _offsets(text: str) -> list[int]:
@@ -56,8 +45,8 @@ def fix_python(text: str, before: str, after: str) -> tuple[str, list[Edit]]:
     pieces: list[tuple[int, int, str]] = []  # (start, end, replacement) in the user's text
     edits: list[Edit] = []
     for name, new_call in new_calls.items():
-        old = _literals(old_calls[name]) if name in old_calls else {}
-        new = _literals(new_call)
+        old = literal_kwargs(old_calls[name], MISSING) if name in old_calls else {}
+        new = literal_kwargs(new_call, MISSING)
         target = user.get(name) or (next((user[c] for c in CONFIG_CALLS if c in user), None)
                                     if name in CONFIG_CALLS else None)
         for key in dict.fromkeys([*old, *new]):

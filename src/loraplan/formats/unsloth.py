@@ -59,7 +59,9 @@ def write(setup: TrainingSetup) -> str:
             + _call(config, config_kwargs, "args"))
 
 
-def _literal_kwargs(call: ast.Call, where: str) -> dict[str, Any]:
+def literal_kwargs(call: ast.Call, unreadable: Any = None) -> dict[str, Any]:
+    """The keyword arguments of `call` that are literals; others (variables, expressions) are skipped,
+    or mapped to `unreadable` when one is given (so `--fix` knows the key is there)."""
     out: dict[str, Any] = {}
     for keyword in call.keywords:
         if keyword.arg is None:
@@ -67,7 +69,8 @@ def _literal_kwargs(call: ast.Call, where: str) -> dict[str, Any]:
         try:
             out[keyword.arg] = ast.literal_eval(keyword.value)
         except (ValueError, TypeError, SyntaxError, RecursionError):
-            continue  # a variable or expression: not a setting we can read
+            if unreadable is not None:
+                out[keyword.arg] = unreadable
     return out
 
 
@@ -82,7 +85,7 @@ def read(text: str, where: str) -> TrainingSetup:
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            calls.setdefault(name, _literal_kwargs(node, where))
+            calls.setdefault(name, literal_kwargs(node))
     if "get_peft_model" not in calls and "from_pretrained" not in calls:
         raise FormatError(f"{where}: no FastLanguageModel.from_pretrained / get_peft_model call found")
     config_name = next((n for n in ("SFTConfig", "DPOConfig", "GRPOConfig", "TrainingArguments") if n in calls), None)
