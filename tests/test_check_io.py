@@ -22,10 +22,10 @@ from loraplan.arch import load_architecture
 from loraplan.cli import _register, app
 from loraplan.commands.plan_render import export_text
 from loraplan.doctor import check_config, check_setup
-from loraplan.doctor.keys import _TABLES
 from loraplan.errors import LoraplanError
 from loraplan.formats import FORMATS
 from loraplan.formats.detect import read_config
+from loraplan.formats.keys import KEY_TABLES
 from loraplan.plan import DataFacts, PlanRequest, make_plan
 from loraplan.setup import LossMask, Method, Schedule
 
@@ -214,7 +214,7 @@ def test_missing_file_and_folder_exit_2(tmp_path: Path) -> None:
 
 
 SCALARS = st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=True) | st.text(max_size=20)
-KEYS = sorted({spec.key for table in _TABLES.values() for spec in table}
+KEYS = sorted({spec.key for table in KEY_TABLES.values() for spec in table}
               | {"peft_type", "target_modules", "init_lora_weights", "use_peft", "adapter", "finetuning_type",
                  "lora_target", "lr_scheduler", "model", "optimizer", "loss", "tokenizer", "lora_target_linear"})
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
@@ -260,3 +260,23 @@ def test_detection_survives_any_text(text: str) -> None:
         _read_and_check(name, text)
     except LoraplanError:
         pass
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("lerning_rate", "learning_rate"), ("lora_alhpa", "lora_alpha"), ("Learning_Rate", "learning_rate"),
+    ("micro_batchsize", "micro_batch_size")])
+def test_a_misspelled_setting_is_refused_with_the_likely_key(tmp_path: Path, key: str, meant: str) -> None:
+    path = tmp_path / "axolotl.yaml"
+    path.write_text(ATTENTION_ONLY.replace("learning_rate:", f"{key}:") if "rate" in meant.lower()
+                    else ATTENTION_ONLY.replace(meant + ":", key + ":"))
+    result = cli("check", str(path))
+    assert result.returncode == 2 and f"did you mean `{meant}`" in result.stderr
+    assert "axolotl.yaml:" in result.stderr
+
+
+def test_real_keys_the_reader_does_not_model_are_not_typos(tmp_path: Path) -> None:
+    extra = ("eval_batch_size: 4\nwarmup_ratio: 0.03\nsave_steps: 100\neval_steps: 50\nlogging_steps: 1\n"
+             "lora_fan_in_fan_out: false\nsample_packing: true\nval_set_size: 0.05\nbf16: auto\n")
+    path = tmp_path / "axolotl.yaml"
+    path.write_text(ATTENTION_ONLY + extra)
+    assert cli("check", str(path)).returncode == 1  # read fine; the findings are the config's own

@@ -104,4 +104,24 @@ def read_config(path: str | Path, fmt: str | None = None) -> Detected:
         raise FormatError(f"{file}: the file is empty")
     name = fmt or detect_format(text, file.name)
     module = get_format(name)
-    return Detected(module.read(text, str(file)), name, text, file)
+    setup = module.read(text, str(file))
+    _refuse_typos(text, name, file)
+    return Detected(setup, name, text, file)
+
+
+def _refuse_typos(text: str, fmt: str, file: Path) -> None:
+    """A misspelled setting (`lerning_rate`) would leave the trainer on its default: say so and stop."""
+    from loraplan.formats.keys import known_keys, typo_of
+
+    if fmt not in ("peft", "trl", "axolotl", "llamafactory"):
+        return
+    data = _json_object(text, str(file)) if text.lstrip().startswith("{") else None
+    mapping = data if data is not None else load_yaml_mapping(text, str(file))
+    known = known_keys(fmt)
+    for key in mapping:
+        meant = typo_of(str(key), known)
+        if meant is not None:
+            number = next((n for n, line in enumerate(text.splitlines(), 1) if str(key) in line), None)
+            where = f"{file}:{number}" if number else str(file)
+            raise FormatError(f"{where}: `{key}` is not a {fmt} setting; did you mean `{meant}`? (the trainer "
+                              "would ignore it or refuse the file)")
