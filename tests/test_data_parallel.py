@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,14 @@ def test_cli_workers_option(tmp_path: Path, tok: str) -> None:
     assert outputs[0] == outputs[1] and outputs[0]["examples"] == 20
     result = CliRunner().invoke(app, ["tokens", path, "-t", tok, "--workers", "0"])
     assert result.exit_code != 0
+
+
+def test_a_script_without_main_guard_gets_an_error_not_a_hang(tmp_path: Path, tok: str) -> None:
+    """Spawned workers re-run such a script and die on start-up; the parent must say so and stop."""
+    script = tmp_path / "unguarded.py"
+    data = chats_file(tmp_path / "c.jsonl", 8)
+    script.write_text(f"from loraplan.data import count_trained_tokens\n"
+                      f"count_trained_tokens({str(data)!r}, {tok!r}, workers=2)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "a counting worker process died" in proc.stderr and "--workers 1" in proc.stderr

@@ -4,6 +4,10 @@ Rendering is Python and holds the GIL, so one process cannot render faster than 
 machine with many cores the Rust encoder would then wait for it. Workers (spawned, so no state
 is shared by accident) receive batches of raw records (JSONL lines stay bytes) and send back a
 small Tally; at most two batches per worker are in flight, so memory does not grow with the data.
+
+The tokenizer reaches the workers through a temporary file, not the spawn pipe: CPython writes the
+start-up payload to a pipe whose read end it still holds, so a worker that dies before reading a
+payload over 64 KiB (a script without an `if __name__ == "__main__":` guard) would hang the parent.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import pickle
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from loraplan.data.counting import BATCH_RECORDS, CountOptions, Pipeline, Progress
-from loraplan.data.errors import InvalidRecordError
+from loraplan.data.errors import DataError, InvalidRecordError
 from loraplan.data.records import RecordFormat, detect_format
 from loraplan.data.result import Tally
 from loraplan.data.sources import DataSet, RawRecord, parse
@@ -33,26 +41,39 @@ def run_parallel(records: DataSet, bundle: TokenizerBundle, options: CountOption
     chunks = _chunks(records)
     fmt, detected_at, first = _detect(chunks, options.record_format, head, tally)
     if first is not None:
-        pending: deque[Future[Tally]] = deque()
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start,
-                                 initargs=(bundle, options, fmt, detected_at)) as pool:
+        with tempfile.TemporaryDirectory(prefix="loraplan-workers-") as folder:
+            state = Path(folder) / "pipeline.pickle"
+            state.write_bytes(pickle.dumps((bundle, options, fmt, detected_at)))
             try:
-                for chunk in itertools.chain([first], chunks):
-                    pending.append(pool.submit(_count_chunk, chunk))
-                    if len(pending) >= 2 * workers:
-                        tally.merge(pending.popleft().result())
-                        if progress is not None:
-                            progress(records.done_bytes, records.total_bytes, tally.total)
-                while pending:
-                    tally.merge(pending.popleft().result())
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+                _fan_out(itertools.chain([first], chunks), records, tally, progress, workers, state)
+            except BrokenProcessPool as exc:
+                raise DataError("a counting worker process died (killed for memory, or a script calling "
+                                "count_trained_tokens without an `if __name__ == \"__main__\":` guard); "
+                                "pass workers=1 (--workers 1) to count in one process") from exc
     head.finish(tally)
     if progress is not None:
         progress(records.done_bytes, records.total_bytes, tally.total)
+
+
+def _fan_out(chunks: Iterator[list[RawRecord]], records: DataSet, tally: Tally, progress: Progress | None,
+             workers: int, state: Path) -> None:
+    """Submit chunks, at most two per worker ahead, and merge results in submission (file) order."""
+    pending: deque[Future[Tally]] = deque()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(str(state),)) as pool:
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(_count_chunk, chunk))
+                if len(pending) >= 2 * workers:
+                    tally.merge(pending.popleft().result())
+                    if progress is not None:
+                        progress(records.done_bytes, records.total_bytes, tally.total)
+            while pending:
+                tally.merge(pending.popleft().result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def _chunks(records: DataSet) -> Iterator[list[RawRecord]]:
@@ -90,8 +111,11 @@ def _count_here(pipeline: Pipeline, chunk: list[RawRecord], tally: Tally) -> Non
         pipeline.measure(batch, tally)
 
 
-def _start(bundle: TokenizerBundle, options: CountOptions, fmt: RecordFormat, detected_at: str | None) -> None:
+def _start(state: str) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker: the workers are the parallelism
+    bundle: TokenizerBundle
+    options: CountOptions
+    bundle, options, fmt, detected_at = pickle.loads(Path(state).read_bytes())
     _WORKER["pipeline"] = Pipeline(bundle, options, fmt, detected_at)
     _WORKER["max_length"] = options.max_length
 
