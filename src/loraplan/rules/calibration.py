@@ -7,14 +7,21 @@ Format (TOML):
     base = 5e-5                 # full fine-tuning LR at hidden size 2000
     exponent = 0.781            # P in (2000 / hidden) ** P
     params_exponent = 0.0       # optional Q in (total_params / 1e9) ** -Q
+    active_params_exponent = 0.0  # optional R in (active_params / 1e9) ** -R
+    hybrid_multiplier = 1.0     # optional factor for hybrid linear-attention / Mamba models
+    moe_multiplier = 1.0        # optional factor for mixture-of-experts models
     lora_multiplier = 10.0      # optional; LoRA / full-FT ratio
     provenance = "tinker-cookbook hyperparam_utils"
     models = ["meta-llama/Llama-3.1-8B"]       # optional: models the rule was fitted on
     [families.llama.fit]        # optional: fit quality, shown in explanations
     mean_regret = 0.0057
     [default]                   # optional: a cross-family rule for families with no entry
+    standalone = false          # optional (top level): true = do not fall back on the published rules
 
-A file overrides the published rules family by family. LORAPLAN_CALIBRATION names a default file.
+A file overrides the published rules family by family. Without --calibration or
+LORAPLAN_CALIBRATION, loraplan uses the calibration it ships (default_calibration.toml, fitted on
+tinker-cookbook's SFT sweep by `loraplan calibrate`); `published_calibration()` is the formula as
+tinker-cookbook publishes it.
 """
 
 from __future__ import annotations
@@ -30,13 +37,17 @@ from loraplan.errors import CalibrationError
 from loraplan.rules.sources import TINKER_HPARAMS
 
 ENV_VAR = "LORAPLAN_CALIBRATION"
+DEFAULT_FILE = Path(__file__).resolve().parent / "default_calibration.toml"
 _REFERENCE_HIDDEN = 2000
 _PARAMS_UNIT = 1e9
 
 
 @dataclass(frozen=True)
 class FamilyRule:
-    """lr_full = base * (2000/hidden)^exponent * (params/1e9)^-params_exponent; LoRA x multiplier."""
+    """lr_full = base * (2000/hidden)^exponent * (params/1e9)^-params_exponent
+    * (active/1e9)^-active_params_exponent * hybrid_multiplier [if hybrid] * moe_multiplier [if MoE];
+    LoRA x lora_multiplier. The optional terms default to neutral, so older files keep their meaning.
+    """
 
     family: str
     base: float
@@ -46,24 +57,59 @@ class FamilyRule:
     provenance: str = ""
     models: tuple[str, ...] = ()
     fit: dict[str, float] = field(default_factory=dict)
+    active_params_exponent: float = 0.0
+    hybrid_multiplier: float = 1.0
+    moe_multiplier: float = 1.0
 
-    def lr_full_ft(self, hidden_size: int, total_params: int | None = None) -> float:
+    def lr_full_ft(self, hidden_size: int, total_params: int | None = None, facts: ModelTraits | None = None) -> float:
         lr = self.base * (_REFERENCE_HIDDEN / hidden_size) ** self.exponent
         if self.params_exponent:
             if not total_params:
                 raise CalibrationError(f"rule for `{self.family}` needs the model's parameter count")
             lr *= (total_params / _PARAMS_UNIT) ** -self.params_exponent
+        if self.active_params_exponent or self.hybrid_multiplier != 1.0 or self.moe_multiplier != 1.0:
+            if facts is None:
+                raise CalibrationError(f"rule for `{self.family}` needs the model's active parameters, attention "
+                                       "type and MoE flag (pass the architecture's traits)")
+            if self.active_params_exponent:
+                lr *= (facts.active_params / _PARAMS_UNIT) ** -self.active_params_exponent
+            if facts.hybrid:
+                lr *= self.hybrid_multiplier
+            if facts.moe:
+                lr *= self.moe_multiplier
         return lr
 
-    def lr_lora(self, hidden_size: int, total_params: int | None, default_ratio: float) -> float:
+    def lr_lora(self, hidden_size: int, total_params: int | None, default_ratio: float,
+                facts: ModelTraits | None = None) -> float:
         ratio = default_ratio if self.lora_multiplier == 10.0 else self.lora_multiplier
-        return self.lr_full_ft(hidden_size, total_params) * ratio
+        return self.lr_full_ft(hidden_size, total_params, facts) * ratio
 
     def describe(self) -> str:
-        text = f"{self.base:g} * M * (2000/hidden)^{self.exponent:g}"
+        text = f"{self.base:.4g} * M * (2000/hidden)^{self.exponent:.4g}"
         if self.params_exponent:
-            text += f" * (params/1e9)^-{self.params_exponent:g}"
-        return f"{self.family} rule: {text}"
+            text += f" * (params/1e9)^-{self.params_exponent:.4g}"
+        if self.active_params_exponent:
+            text += f" * (active/1e9)^-{self.active_params_exponent:.4g}"
+        if self.hybrid_multiplier != 1.0:
+            text += f" * {self.hybrid_multiplier:.4g} if hybrid attention"
+        if self.moe_multiplier != 1.0:
+            text += f" * {self.moe_multiplier:.4g} if MoE"
+        name = "cross-family rule" if self.family == "default" else f"{self.family} rule"
+        return f"{name}: {text}"
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """The facts beyond family and hidden size that fitted rules may use.
+
+    active_params: parameters one token passes through (all of them for a dense model).
+    hybrid: linear-attention or Mamba layers mixed with full attention.
+    moe: a mixture-of-experts model.
+    """
+
+    active_params: int
+    hybrid: bool
+    moe: bool
 
 
 @dataclass(frozen=True)
@@ -74,6 +120,7 @@ class Calibration:
     path: Path | None = None
 
     def rule_for(self, family: str, model_id: str | None = None) -> FamilyRule | None:
+        """The family's own rule, else the cross-family default, else None."""
         return self.rules.get(family) or self.default
 
     def merged_over(self, base: Calibration) -> Calibration:
@@ -114,11 +161,17 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
     models = table.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise CalibrationError(f"{where}: `models` must be a list of model ids")
+    multipliers = {key: _number(table, key, where, 1.0) for key in ("hybrid_multiplier", "moe_multiplier")}
+    if any(value <= 0 for value in multipliers.values()):
+        raise CalibrationError(f"{where}: multipliers must be positive")
     return FamilyRule(
         family=family,
         base=base,
         exponent=_number(table, "exponent", where),
         params_exponent=_number(table, "params_exponent", where, 0.0),
+        active_params_exponent=_number(table, "active_params_exponent", where, 0.0),
+        hybrid_multiplier=multipliers["hybrid_multiplier"],
+        moe_multiplier=multipliers["moe_multiplier"],
         lora_multiplier=_number(table, "lora_multiplier", where, 10.0),
         provenance=str(table.get("provenance", "")),
         models=tuple(models),
@@ -141,10 +194,19 @@ def load_calibration(path: str | Path) -> Calibration:
     rules = {name: _rule(name, table, f"{file}: families.{name}") for name, table in families.items()}
     default = _rule("default", data["default"], f"{file}: default") if "default" in data else None
     own = Calibration(rules, str(data.get("source", file)), default, file)
-    return own.merged_over(published_calibration())
+    standalone = data.get("standalone", False)
+    if not isinstance(standalone, bool):
+        raise CalibrationError(f"{file}: `standalone` must be true or false")
+    return own if standalone else own.merged_over(published_calibration())
+
+
+@cache
+def default_calibration() -> Calibration:
+    """The shipped calibration fitted on tinker-cookbook's sweep; the published rules if it is absent."""
+    return load_calibration(DEFAULT_FILE) if DEFAULT_FILE.is_file() else published_calibration()
 
 
 def resolve_calibration(path: str | Path | None) -> Calibration:
-    """An explicit file, else LORAPLAN_CALIBRATION, else the published rules."""
+    """An explicit file, else LORAPLAN_CALIBRATION, else the shipped default calibration."""
     chosen = path or os.environ.get(ENV_VAR)
-    return load_calibration(chosen) if chosen else published_calibration()
+    return load_calibration(chosen) if chosen else default_calibration()

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from loraplan.errors import LoraplanError, UncalibratedFamilyError
-from loraplan.rules.calibration import Calibration, published_calibration
+from loraplan.rules.calibration import Calibration, FamilyRule, ModelTraits, published_calibration
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 
 BASE_LR = 5e-5
@@ -35,10 +35,12 @@ class LrAdvice:
     rule: str
     source: str
     is_lora: bool = True
+    answered_by: str = ""
 
     def explain(self) -> str:
         kind = "LoRA" if self.is_lora else "full fine-tuning"
-        return (f"{kind} LR {self.lr:.3g} for {self.family} (hidden {self.hidden_size}) by {self.rule}; "
+        by = f" ({self.answered_by})" if self.answered_by else ""
+        return (f"{kind} LR {self.lr:.3g} for {self.family} (hidden {self.hidden_size}) by {self.rule}{by}; "
                 f"LoRA/full-FT ratio {self.lora_over_full_ft:g}; source: {self.source}")
 
 
@@ -62,8 +64,13 @@ def recommend_lr(
     short_run: bool = False,
     total_params: int | None = None,
     model_id: str | None = None,
+    traits: ModelTraits | None = None,
 ) -> LrAdvice:
-    """The peak LR for a model of `family` and `hidden_size`, or UncalibratedFamilyError."""
+    """The peak LR for a model of `family` and `hidden_size`, or UncalibratedFamilyError.
+
+    Without a calibration this is the published formula; `traits` feed fitted rules that use
+    active parameters, hybrid attention or MoE.
+    """
     cal = calibration or published_calibration()
     rule = cal.rule_for(family, model_id)
     if rule is None:
@@ -74,8 +81,8 @@ def recommend_lr(
             "or a calibration file (--calibration FILE)"
         )
     ratio = lora_over_full_ft(short_run)
-    lr_full = rule.lr_full_ft(hidden_size, total_params)
-    lr_lora = rule.lr_lora(hidden_size, total_params, ratio)
+    lr_full = rule.lr_full_ft(hidden_size, total_params, traits)
+    lr_lora = rule.lr_lora(hidden_size, total_params, ratio, traits)
     return LrAdvice(
         lr=lr_lora if is_lora else lr_full,
         lr_full_ft=lr_full,
@@ -85,7 +92,17 @@ def recommend_lr(
         rule=rule.describe(),
         source=rule.provenance or cal.source,
         is_lora=is_lora,
+        answered_by=answered_by(rule, family),
     )
+
+
+def answered_by(rule: FamilyRule, family: str) -> str:
+    """Which kind of rule answered: fitted on the family's own data, extrapolated, or published."""
+    if rule.family == "default":
+        return f"cross-family rule: extrapolated, the calibration has no {family} data"
+    if rule.models:
+        return f"{family} rule fitted on {len(rule.models)} {family} models"
+    return f"{family} rule"
 
 
 def full_ft_multiplier(total_params: int) -> float:

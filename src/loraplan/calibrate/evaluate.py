@@ -1,0 +1,134 @@
+"""Scores of a rule on a sweep: in-sample, leave-one-group-out, and the two baselines.
+
+Groups: models whose catalogue facts are equal (family, hidden size, layers, total and active
+parameters, experts, attention type) share one architecture: a base and its instruct variants,
+a re-release, a VL model's text tower and its text-only sibling. Leave-one-group-out holds all of
+them out together, fits on the rest and scores the held-out ones, so no model is scored by a
+rule that saw its twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from loraplan.calibrate.features import ModelFacts
+from loraplan.calibrate.fit import SHAPES, FittedRule, Optimum, RuleShape, fit_rule, optimum
+from loraplan.calibrate.regret import Curve
+from loraplan.errors import UncalibratedFamilyError
+from loraplan.rules.calibration import Calibration, published_calibration
+from loraplan.rules.lr import recommend_lr
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model's row of the evaluation table (regrets are fractions: 0.01 = 1%)."""
+
+    model: str
+    group: str
+    family: str
+    fitted_lr: float
+    fitted_regret: float
+    fitted_by_family: bool
+    in_sample_lr: float
+    in_sample_regret: float
+    published_lr: float | None
+    published_regret: float | None
+    constant_regret: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    mean: float
+    max: float
+    worst: str
+    covered: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything `calibrate --evaluate` reports."""
+
+    shape: RuleShape
+    rule: FittedRule
+    rows: tuple[ModelScore, ...]
+    logo: Summary
+    in_sample: Summary
+    published: Summary
+    constant_lr: float
+    constant: Summary
+    shapes_tried: tuple[tuple[str, float, float], ...]  # (shape, LOGO mean, LOGO max)
+
+
+def groups_of(models: Sequence[str], facts: Mapping[str, ModelFacts]) -> dict[str, str]:
+    """Model -> group name (the first model, in sweep order, with the same architecture)."""
+    first: dict[tuple[object, ...], str] = {}
+    return {m: first.setdefault(facts[m].architecture_key(), m) for m in models}
+
+
+def _summary(regrets: Mapping[str, float]) -> Summary:
+    worst = max(regrets, key=lambda m: regrets[m])
+    return Summary(sum(regrets.values()) / len(regrets), regrets[worst], worst, len(regrets))
+
+
+def leave_one_group_out(models: Sequence[str], facts: Mapping[str, ModelFacts], optima: Mapping[str, Optimum],
+                        shape: RuleShape) -> dict[str, tuple[float, bool]]:
+    """Model -> (LR from the rule fitted without its group, whether its family had data)."""
+    groups = groups_of(models, facts)
+    out: dict[str, tuple[float, bool]] = {}
+    for group in dict.fromkeys(groups.values()):
+        held = [m for m in models if groups[m] == group]
+        rule = fit_rule([m for m in models if groups[m] != group], facts, optima, shape)
+        for m in held:
+            out[m] = (rule.lr(facts[m]), rule.answers_with_family(facts[m].family))
+    return out
+
+
+def published_lr(facts: ModelFacts, calibration: Calibration | None = None) -> float | None:
+    """The published formula's LoRA LR, or None for a family it does not cover."""
+    try:
+        return recommend_lr(facts.family, facts.hidden_size, calibration=calibration or published_calibration()).lr
+    except UncalibratedFamilyError:
+        return None
+
+
+def best_constant(curves: Mapping[str, Curve]) -> float:
+    """The one LR with the lowest mean regret. Mean regret is piecewise linear in log(lr) with
+    kinks at swept LRs only, so its minimum is at one of them: the search is exact."""
+    candidates = sorted({lr for c in curves.values() for lr in c.lrs})
+    return min(candidates, key=lambda lr: (sum(c.regret(lr) for c in curves.values()), lr))
+
+
+def evaluate(curves: Mapping[str, Curve], facts: Mapping[str, ModelFacts],
+             shapes: Sequence[RuleShape] = SHAPES) -> Evaluation:
+    """Try every shape, keep the one with the lowest leave-one-group-out mean regret (then max)."""
+    models = list(curves)
+    optima = {m: optimum(curves[m]) for m in models}
+    tried: list[tuple[float, float, RuleShape, dict[str, tuple[float, bool]]]] = []
+    for shape in shapes:
+        logo = leave_one_group_out(models, facts, optima, shape)
+        regrets = [curves[m].regret(logo[m][0]) for m in models]
+        tried.append((sum(regrets) / len(regrets), max(regrets), shape, logo))
+    mean, _, shape, logo = min(tried, key=lambda t: (round(t[0], 12), t[1]))
+    rule = fit_rule(models, facts, optima, shape)
+    groups = groups_of(models, facts)
+    constant = best_constant(curves)
+    rows = []
+    for m in models:
+        pub = published_lr(facts[m])
+        rows.append(ModelScore(
+            model=m, group=groups[m], family=facts[m].family, fitted_lr=logo[m][0],
+            fitted_regret=curves[m].regret(logo[m][0]), fitted_by_family=logo[m][1],
+            in_sample_lr=rule.lr(facts[m]), in_sample_regret=curves[m].regret(rule.lr(facts[m])),
+            published_lr=pub, published_regret=None if pub is None else curves[m].regret(pub),
+            constant_regret=curves[m].regret(constant),
+        ))
+    del mean
+    return Evaluation(
+        shape=shape, rule=rule, rows=tuple(rows),
+        logo=_summary({r.model: r.fitted_regret for r in rows}),
+        in_sample=_summary({r.model: r.in_sample_regret for r in rows}),
+        published=_summary({r.model: r.published_regret for r in rows if r.published_regret is not None}),
+        constant_lr=constant, constant=_summary({r.model: r.constant_regret for r in rows}),
+        shapes_tried=tuple((s.name, mn, mx) for mn, mx, s, _ in tried),
+    )
