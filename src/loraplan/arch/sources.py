@@ -115,7 +115,16 @@ def load_architecture(
         return architecture_from_config(load_config_file(entry.path), entry.model_id, "catalogue", None,
                                         trust_remote_code)
     if reference.count("/") == 1 and not reference.startswith((".", "/")):
-        config, shapes = fetch_from_hub(reference, revision)
+        try:
+            config, shapes = fetch_from_hub(reference, revision)
+        except ModelNotFoundError as exc:
+            from loraplan.calibrate.features import facts_entry
+
+            if facts_entry(reference) is None:
+                raise
+            raise ModelNotFoundError(
+                f"{exc}. {reference} is a facts-only catalogue entry (no config.json): it gives an LR "
+                "(`loraplan lr`) but cannot give LoRA counts; pass its config.json to count") from exc
         return architecture_from_config(config, reference, "hub", shapes, trust_remote_code)
     raise ModelNotFoundError(
         f"`{reference}` is not a folder, a config.json, a catalogued model (see `loraplan models`) "

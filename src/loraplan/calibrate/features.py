@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from loraplan.errors import ConfigError
+from loraplan.rules.calibration import HYBRID_ATTENTION
 
 FACTS_FILE = Path(__file__).resolve().parent.parent / "catalog" / "facts.toml"
-HYBRID_ATTENTION = frozenset({"hybrid-linear", "hybrid-mamba"})
 _FACT_FIELDS = ("family", "hidden_size", "num_layers", "total_params", "active_params", "num_experts",
                 "attention_type")
 

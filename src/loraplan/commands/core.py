@@ -47,28 +47,61 @@ def lr(
     full_finetune: Annotated[bool, typer.Option("--full-finetune", help="LR for full fine-tuning")] = False,
     short_run: Annotated[bool, typer.Option("--short-run", help="use the ~15x ratio for runs under 100 steps")] = False,
     calibration: CalibrationOpt = None,
+    rule: Annotated[str, typer.Option("--rule", help="calibrated (default: fitted on tinker-cookbook's sweep) | "
+                                      "tinker (the published formula)")] = "calibrated",
+    transfer_from: Annotated[str | None, typer.Option("--transfer-from", help="a model whose good LR you know")] = None,
+    transfer_lr_value: Annotated[float | None, typer.Option("--transfer-lr", min=0.0,
+                                                            help="that model's LR (with --transfer-from)")] = None,
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Recommended peak learning rate for MODEL."""
-    from loraplan.arch.sources import load_architecture
-    from loraplan.rules.calibration import resolve_calibration
-    from loraplan.rules.lr import recommend_lr
+    from loraplan.calibrate.features import model_facts
+    from loraplan.errors import LoraplanError
+    from loraplan.rules.calibration import ModelTraits, published_calibration, resolve_calibration
+    from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, transfer_lr
 
-    arch = load_architecture(model, trust_remote_code)
-    advice = recommend_lr(arch.family, arch.hidden_size, not full_finetune, resolve_calibration(calibration),
-                          short_run, arch.total_params, arch.model_id)
+    if rule not in ("calibrated", "tinker"):
+        raise LoraplanError(f"--rule must be calibrated or tinker (got {rule!r})")
+    if (transfer_from is None) != (transfer_lr_value is None):
+        raise LoraplanError("--transfer-from MODEL and --transfer-lr LR go together")
+    if rule == "tinker" and calibration:
+        raise LoraplanError("--rule tinker is the published formula; it takes no --calibration")
+    facts = model_facts(model, trust_remote_code)
+    if transfer_from is not None and transfer_lr_value is not None:
+        source = model_facts(transfer_from, trust_remote_code)
+        value = transfer_lr(transfer_lr_value, source.total_params, facts.total_params)
+        payload = {
+            "model": facts.model_id, "lr": value, "is_lora": not full_finetune, "family": facts.family,
+            "rule": f"transfer: {transfer_lr_value:g} x sqrt({source.total_params:,} / {facts.total_params:,})",
+            "answered_by": f"transferred from {source.model_id}", "source": TRANSFER_SOURCE,
+            "transfer_from": source.model_id, "transfer_lr": transfer_lr_value, "facts_source": facts.source,
+        }
+        if json_out:
+            emit_json(payload)
+            return
+        console.print(f"[bold]{facts.model_id}[/]: LR [bold green]{value:.3g}[/]")
+        console.print(f"  {payload['rule']} (LR_B = LR_A * sqrt(params_A / params_B)); source: {TRANSFER_SOURCE}",
+                      highlight=False)
+        return
+    cal = published_calibration() if rule == "tinker" else resolve_calibration(calibration)
+    traits = ModelTraits(facts.active_params, facts.is_hybrid, facts.is_moe)
+    advice = recommend_lr(facts.family, facts.hidden_size, not full_finetune, cal, short_run, facts.total_params,
+                          facts.model_id, traits)
     payload = {
-        "model": arch.model_id, "lr": advice.lr, "lr_full_ft": advice.lr_full_ft,
+        "model": facts.model_id, "lr": advice.lr, "lr_full_ft": advice.lr_full_ft,
         "lora_over_full_ft": advice.lora_over_full_ft, "is_lora": advice.is_lora, "family": advice.family,
-        "hidden_size": advice.hidden_size, "rule": advice.rule, "source": advice.source,
+        "hidden_size": advice.hidden_size, "rule": advice.rule, "answered_by": advice.answered_by,
+        "source": advice.source, "calibration": str(cal.path) if cal.path else cal.source,
+        "facts_source": facts.source, "facts_only": facts.facts_only,
     }
     if json_out:
         emit_json(payload)
         return
-    console.print(f"[bold]{arch.model_id}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
+    console.print(f"[bold]{facts.model_id}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
                   f"LR [bold green]{advice.lr:.3g}[/]")
     console.print(f"  {advice.explain()}", highlight=False)
+    console.print(f"  model facts: {facts.source}", highlight=False)
 
 
 TargetsOpt = Annotated[

@@ -98,6 +98,9 @@ class FamilyRule:
         return f"{name}: {text}"
 
 
+HYBRID_ATTENTION = frozenset({"hybrid-linear", "hybrid-mamba"})  # Architecture/ModelFacts attention types
+
+
 @dataclass(frozen=True)
 class ModelTraits:
     """The facts beyond family and hidden size that fitted rules may use.
