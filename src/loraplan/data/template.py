@@ -35,16 +35,18 @@ class ChatTemplate:
     """A compiled chat template; `render` returns the text and the generation spans in it.
 
     Fast path: each generation block emits two private-use marker characters around its output;
-    one `render` and two `str.replace` calls give the text, and the markers' positions give the spans.
-    When a record itself contains a marker character, the record is rendered again the way
-    transformers does it (streamed output, spans measured as blocks are yielded).
+    one `render` gives the text, and the markers' positions give the spans. When a record itself
+    contains a marker character, or the template nests generation blocks (transformers measures an
+    inner span from where the enclosing block started), it is rendered the way transformers does it
+    (streamed output, spans measured as blocks are yielded).
     """
 
     def __init__(self, source: str, special_tokens: Mapping[str, str]) -> None:
         self.source = source
         self.markers = has_generation_markers(source)
         self._special_tokens = dict(special_tokens)
-        self._fast = _compile(source, marked=True)[0]
+        fast, marked = _compile(source, marked=True)
+        self._fast = None if marked.nested else fast
         self._exact, self._tracker = _compile(source, marked=False)
 
     def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
@@ -58,7 +60,7 @@ class ChatTemplate:
             if not self.markers:
                 return self._exact.render(messages=chat, tools=tools, documents=None,
                                           add_generation_prompt=add_generation_prompt, **kwargs), []
-            if not _holds_marker((chat, tools, kwargs)):
+            if self._fast is not None and not _chat_holds_marker(chat) and not _holds_marker((tools, kwargs)):
                 text = self._fast.render(messages=chat, tools=tools, documents=None,
                                          add_generation_prompt=add_generation_prompt, **kwargs)
                 return _strip_marks(text)
@@ -69,7 +71,6 @@ class ChatTemplate:
 
 
 OPEN, CLOSE = "\ue000", "\ue001"
-_MARKS = re.compile("[\ue000\ue001]")
 
 
 def _holds_marker(value: Any) -> bool:
@@ -83,17 +84,41 @@ def _holds_marker(value: Any) -> bool:
     return False
 
 
+def _chat_holds_marker(chat: list[Mapping[str, Any]]) -> bool:
+    """_holds_marker for a message list, with the common case (string fields only) in one flat pass."""
+    for message in chat:
+        for value in message.values():
+            if type(value) is str:
+                if OPEN in value or CLOSE in value:
+                    return True
+            elif _holds_marker(value):
+                return True
+    return False
+
+
 def _strip_marks(text: str) -> tuple[str, list[Span]]:
     """Remove the markers; a block's span is where its markers were, in the text without markers."""
     spans: list[Span] = []
     opened: list[int] = []
-    for removed, match in enumerate(_MARKS.finditer(text)):
-        at = match.start() - removed
-        if match.group() == OPEN:
-            opened.append(at)
+    pieces: list[str] = []
+    kept = start = 0  # characters kept so far; where the current unmarked piece starts
+    find = text.find
+    next_open, next_close = find(OPEN), find(CLOSE)
+    while next_open >= 0 or next_close >= 0:
+        at = next_open if next_close < 0 or 0 <= next_open < next_close else next_close
+        pieces.append(text[start:at])
+        kept += at - start
+        start = at + 1
+        if at == next_open:
+            opened.append(kept)
+            next_open = find(OPEN, start)
         else:  # an inner block closes first, and is listed first, as in transformers
-            spans.append((opened.pop(), at))
-    return text.replace(OPEN, "").replace(CLOSE, ""), spans
+            spans.append((opened.pop(), kept))
+            next_close = find(CLOSE, start)
+    if not pieces:
+        return text, spans
+    pieces.append(text[start:])
+    return "".join(pieces), spans
 
 
 def _alias_reasoning(message: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -125,10 +150,15 @@ def _compile(source: str, marked: bool) -> tuple[Any, Any]:
             super().__init__(environment)
             self.rendered = 0
             self.spans: list[Span] | None = None
+            self.depth = 0
+            self.nested = False  # a block inside a block: transformers places the inner span oddly
 
         def parse(self, parser: Any) -> Any:
             lineno = next(parser.stream).lineno
+            self.nested |= self.depth > 0
+            self.depth += 1
             body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            self.depth -= 1
             if marked and not any(isinstance(n.target, nodes.Name)
                                   for node in body for n in node.find_all((nodes.Assign, nodes.AssignBlock))):
                 return [nodes.Output([nodes.TemplateData(OPEN)]).set_lineno(lineno), *body,
