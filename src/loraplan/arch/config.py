@@ -29,6 +29,7 @@ FAMILY_BY_MODEL_TYPE: dict[str, str] = {
     "deepseek_v3": "deepseek",
     "deepseek_v2": "deepseek",
     "kimi_k2": "kimi",
+    "kimi_k25": "kimi",
     "gpt_oss": "gpt-oss",
     "nemotron": "nemotron",
     "nemotron_h": "nemotron",
