@@ -155,9 +155,11 @@ class Pipeline:
 
     def measure(self, batch: list[tuple[Example, list[Work]]], tally: Tally) -> None:
         works = [w for _, ws in batch for w in ws]
-        measured = iter(zip(works, self.measurer.measure(works), strict=True))
+        measured = self.measurer.measure(works)
+        at = 0
         for _, ws in batch:
-            tally.add_example([(w, n, ranges) for w, (n, ranges) in (next(measured) for _ in ws)])
+            tally.add_example([(w, n, ranges) for w, (n, ranges) in zip(ws, measured[at:at + len(ws)], strict=True)])
+            at += len(ws)
 
     def finish(self, tally: Tally) -> None:
         tally.format = tally.format or self.examples.fmt.value

@@ -173,9 +173,12 @@ def _messages(raw: Any, where: str, sharegpt: bool) -> tuple[list[Message], tupl
     messages: list[Message] = []
     weights: list[int | None] = []
     for i, item in enumerate(raw):
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise InvalidRecordError(where, f"message {i} is a {type(item).__name__}, not an object")
-        msg = {k: v for k, v in item.items() if v is not None and k != "weight"}
+        if type(item) is dict and not sharegpt and "weight" not in item and None not in item.values():
+            msg = item  # nothing to drop: the record was just parsed, so it is ours to share
+        else:
+            msg = {k: v for k, v in item.items() if v is not None and k != "weight"}
         if sharegpt and "from" in msg:
             speaker = msg.pop("from")
             role = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
