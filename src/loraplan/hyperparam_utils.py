@@ -7,6 +7,7 @@ computed from the architecture under the tinker convention rather than read from
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from loraplan.arch.conventions import Component, Convention, budget
@@ -14,7 +15,13 @@ from loraplan.arch.model import Architecture
 from loraplan.arch.sources import load_architecture
 from loraplan.errors import LoraplanError
 from loraplan.rules import lr as lr_rules
-from loraplan.rules.calibration import resolve_calibration
+from loraplan.rules.calibration import (
+    ENV_VAR,
+    HYBRID_ATTENTION,
+    ModelTraits,
+    published_calibration,
+    resolve_calibration,
+)
 
 
 @lru_cache(maxsize=64)
@@ -23,10 +30,16 @@ def _arch(model_name: str) -> Architecture:
 
 
 def get_lr(model_name: str, is_lora: bool = True) -> float:
-    """Recommended peak LR: 5e-5 * (10 if LoRA) * (2000/hidden)^P, P by the model's family."""
+    """Recommended peak LR: 5e-5 * (10 if LoRA) * (2000/hidden)^P, P by the model's family.
+
+    A drop-in gives tinker-cookbook's numbers, so this is the published formula (Llama and Qwen
+    only) unless LORAPLAN_CALIBRATION names a calibration file; `loraplan lr` uses the fitted one.
+    """
     arch = _arch(model_name)
-    advice = lr_rules.recommend_lr(arch.family, arch.hidden_size, is_lora, resolve_calibration(None),
-                                   total_params=arch.total_params, model_id=model_name)
+    calibration = resolve_calibration(None) if os.environ.get(ENV_VAR) else published_calibration()
+    traits = ModelTraits(arch.active_params, arch.attention_type in HYBRID_ATTENTION, arch.is_moe)
+    advice = lr_rules.recommend_lr(arch.family, arch.hidden_size, is_lora, calibration,
+                                   total_params=arch.total_params, model_id=model_name, traits=traits)
     return advice.lr
 
 
