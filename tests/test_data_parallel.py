@@ -26,7 +26,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel_mod, "BATCH_RECORDS", 7)
+    monkeypatch.setattr(parallel_mod, "CHUNK_RECORDS", 7)
 
 
 @pytest.fixture(scope="module")

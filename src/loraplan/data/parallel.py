@@ -24,13 +24,14 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from loraplan.data.counting import BATCH_RECORDS, CountOptions, Pipeline, Progress
+from loraplan.data.counting import CountOptions, Pipeline, Progress
 from loraplan.data.errors import DataError, InvalidRecordError
 from loraplan.data.records import RecordFormat, detect_format
 from loraplan.data.result import Tally
 from loraplan.data.sources import DataSet, RawRecord, parse
 from loraplan.data.tokenizer import TokenizerBundle
 
+CHUNK_RECORDS = 256  # records per task: the last tasks end close together, pickling stays negligible
 _WORKER: dict[str, Any] = {}
 
 
@@ -78,7 +79,7 @@ def _fan_out(chunks: Iterator[list[RawRecord]], records: DataSet, tally: Tally, 
 
 def _chunks(records: DataSet) -> Iterator[list[RawRecord]]:
     iterator = iter(records)
-    while chunk := list(itertools.islice(iterator, BATCH_RECORDS)):
+    while chunk := list(itertools.islice(iterator, CHUNK_RECORDS)):
         yield chunk
 
 
