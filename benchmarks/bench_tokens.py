@@ -56,8 +56,12 @@ def peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
-def phase_encode(corpus: Path, tokenizer: str, batch: int) -> dict[str, Any]:
-    """Raw encode_batch throughput: render every chat first (untimed), then time only the encoding."""
+def phase_encode(corpus: Path, tokenizer: str, batches: list[int]) -> dict[str, Any]:
+    """Raw encode_batch throughput: render every chat first (untimed), then time only the encoding.
+
+    Each batch size is timed in turn and the fastest kept: rayon splits a bigger batch more evenly over
+    the cores, so the best batch size is the strictest baseline.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     from loraplan.data import load_tokenizer
     from loraplan.data.template import ChatTemplate
@@ -68,12 +72,17 @@ def phase_encode(corpus: Path, tokenizer: str, batch: int) -> dict[str, Any]:
     template = ChatTemplate(bundle.chat_template, bundle.special_tokens)
     with corpus.open("rb") as lines:
         texts = [template.render(json.loads(line)["messages"])[0] for line in lines if line.strip()]
+    by_batch = {}
     tokens = 0
-    start = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        tokens += sum(len(e) for e in bundle.backend.encode_batch(texts[i:i + batch], add_special_tokens=False))
-    seconds = time.perf_counter() - start
-    return {"phase": "encode", "records": len(texts), "tokens": tokens, "seconds": seconds}
+    for batch in batches:
+        tokens = 0
+        start = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            tokens += sum(len(e) for e in bundle.backend.encode_batch(texts[i:i + batch], add_special_tokens=False))
+        by_batch[batch] = time.perf_counter() - start
+    best = min(by_batch, key=by_batch.__getitem__)
+    return {"phase": "encode", "records": len(texts), "tokens": tokens, "seconds": by_batch[best], "batch": best,
+            "seconds_by_batch": by_batch}
 
 
 def phase_template(corpus: Path, tokenizer: str, records: int) -> dict[str, Any]:
@@ -114,7 +123,7 @@ def phase_count(corpus: Path, tokenizer: str, workers: int | None) -> dict[str, 
 
 def run_phase(args: argparse.Namespace, name: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--phase", name, "--corpus", str(args.corpus), "--tokenizer", args.tokenizer,
-           "--batch", str(args.batch), "--template-records", str(args.template_records)]
+           "--batch", args.batch, "--template-records", str(args.template_records)]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -135,7 +144,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, help="chat JSONL to count (default: a generated corpus in the cache)")
     ap.add_argument("--mb", type=float, default=100.0, help="size of the generated corpus in MiB")
     ap.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER), help="tokenizer folder (default: examples/)")
-    ap.add_argument("--batch", type=int, default=1024, help="texts per encode_batch call in phase (a)")
+    ap.add_argument("--batch", default="1024,16384",
+                    help="texts per encode_batch call in phase (a); a comma list is timed in turn, fastest kept")
     ap.add_argument("--workers", type=int, help="worker processes of the count (default: automatic, every core)")
     ap.add_argument("--template-records", type=int, default=2000,
                     help="records for the apply_chat_template phase (0 skips it)")
@@ -144,7 +154,7 @@ def main() -> None:
     ap.add_argument("--phase", choices=["encode", "template", "count"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase is not None:
-        work = {"encode": lambda: phase_encode(args.corpus, args.tokenizer, args.batch),
+        work = {"encode": lambda: phase_encode(args.corpus, args.tokenizer, [int(b) for b in args.batch.split(",")]),
                 "template": lambda: phase_template(args.corpus, args.tokenizer, args.template_records),
                 "count": lambda: phase_count(args.corpus, args.tokenizer, args.workers)}[args.phase]
         print(json.dumps(work()))
@@ -178,8 +188,8 @@ def main() -> None:
         return
     print(f"corpus {args.corpus} ({report['corpus_mb']:.0f} MiB, {count['records']:,} records), {cores()} cores, "
           f"best of {args.repeat}: {report['all_seconds']}")
-    labels = {"encode": "(a) raw encode_batch, pre-rendered", "template": "(b) apply_chat_template + mask",
-              "count": "(c) loraplan count, end to end"}
+    labels = {"encode": f"(a) raw encode_batch (batch {phases['encode']['batch']})",
+              "template": "(b) apply_chat_template + mask", "count": "(c) loraplan count, end to end"}
     for name, p in phases.items():
         print(f"{labels[name]:<38} {p['tokens']:>12,} tokens {p['seconds']:>8.1f} s "
               f"{p['tokens_per_s'] / 1e6:>7.3f} M tok/s")

@@ -36,12 +36,17 @@ class Measurer:
 
     def measure(self, works: list[Work]) -> list[tuple[int, list[Range]]]:
         """(token count, trained token ranges) per Work, in order."""
-        encodings: list[Any] = [None] * len(works)
-        for flag in (False, True):
-            idx = [i for i, w in enumerate(works) if w.add_special is flag]
-            for i, enc in zip(idx, self.encode([works[i].text for i in idx], flag), strict=True):
-                encodings[i] = enc
-        counts = self._prefix_counts(works, encodings)
+        flags = {w.add_special for w in works}
+        encodings: list[Any]
+        if len(flags) == 1:  # the usual batch: one encode_batch call, no reordering
+            encodings = self.encode([w.text for w in works], flags.pop())
+        else:
+            encodings = [None] * len(works)
+            for flag in (False, True):
+                idx = [i for i, w in enumerate(works) if w.add_special is flag]
+                for i, enc in zip(idx, self.encode([works[i].text for i in idx], flag), strict=True):
+                    encodings[i] = enc
+        counts = self._prefix_counts(works, encodings) if any(w.bounds for w in works) else {}
         out: list[tuple[int, list[Range]]] = []
         for w, (work, enc) in enumerate(zip(works, encodings, strict=True)):
             n = len(enc)

@@ -187,15 +187,15 @@ def _messages(raw: Any, where: str, sharegpt: bool) -> tuple[list[Message], tupl
                                          f"{', '.join(SHAREGPT_ROLES)}", "unknown role")
             msg = {"role": role, "content": msg.pop("value", None), **msg}
         role = msg.get("role")
-        if role not in KNOWN_ROLES:
+        if not isinstance(role, str) or role not in KNOWN_ROLES:
             raise InvalidRecordError(where, f"message {i} has unknown role {role!r}; known roles: "
                                      f"{', '.join(sorted(KNOWN_ROLES))}", "unknown role")
         content = msg.get("content")
         if content is None and not msg.get("tool_calls"):
             raise InvalidRecordError(where, f"message {i} ({role}) has no content")
-        if content is not None and not isinstance(content, str | list):
+        if type(content) is not str and content is not None and not isinstance(content, str | list):
             raise InvalidRecordError(where, f"message {i} content must be a string or a list of parts")
-        weight = _weight(item.get("weight"), where, f"message {i}")
+        weight = _weight(item["weight"], where, f"message {i}") if "weight" in item else None
         if weight is not None and role != "assistant":
             raise InvalidRecordError(where, f"message {i} ({role}) has a weight; only assistant turns take one",
                                      "bad weight")
