@@ -8,6 +8,7 @@
     measure.py    one batched encode -> token counts and trained ranges, exact against the oracles
     result.py     TokenCount and the bounded-memory Tally
     counting.py   count_trained_tokens: the pipeline (render thread + parallel Rust encode)
+    parallel.py   the same pipeline in worker processes, one per core, for files over 32 MiB
     sampling.py   --sample: reservoir sample, scaled estimate, 95% interval
     estimate.py   no tokenizer: byte-based estimate, labelled as such
 
