@@ -34,6 +34,10 @@ class RawRecord:
     problem: str | None = None
     reason: str = "malformed record"
 
+    def __reduce__(self) -> tuple[type, tuple[Any, str, str | None, str]]:
+        """Pickle as a plain tuple: records cross to worker processes by the million."""
+        return RawRecord, (self.payload, self.where, self.problem, self.reason)
+
 
 def parse(raw: RawRecord) -> Any:
     """The record's object; raise InvalidRecordError naming file and line for bad bytes or bad JSON."""
@@ -168,7 +172,7 @@ def _jsonl(path: Path, stream: IO[bytes], position: Callable[[], None]) -> Itera
         for lineno, line in enumerate(stream, 1):
             if lineno % 1024 == 0:
                 position()
-            if line.strip():
+            if line and not line.isspace():
                 count += 1
                 yield RawRecord(line, f"{path}:{lineno}")
     except (OSError, EOFError) as exc:  # a truncated or corrupt .gz / .zst
