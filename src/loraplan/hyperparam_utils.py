@@ -17,7 +17,6 @@ from loraplan.errors import LoraplanError
 from loraplan.rules import lr as lr_rules
 from loraplan.rules.calibration import (
     ENV_VAR,
-    HYBRID_ATTENTION,
     ModelTraits,
     published_calibration,
     resolve_calibration,
@@ -37,7 +36,7 @@ def get_lr(model_name: str, is_lora: bool = True) -> float:
     """
     arch = _arch(model_name)
     calibration = resolve_calibration(None) if os.environ.get(ENV_VAR) else published_calibration()
-    traits = ModelTraits(arch.active_params, arch.attention_type in HYBRID_ATTENTION, arch.is_moe)
+    traits = ModelTraits.of(arch)
     advice = lr_rules.recommend_lr(arch.family, arch.hidden_size, is_lora, calibration,
                                    total_params=arch.total_params, model_id=model_name, traits=traits)
     return advice.lr

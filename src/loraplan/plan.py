@@ -14,7 +14,7 @@ from loraplan.arch.model import Architecture
 from loraplan.errors import LoraplanError
 from loraplan.estimates import ComputeEstimate, MemoryEstimate, compute, memory
 from loraplan.rules import batch as batch_rules
-from loraplan.rules.calibration import HYBRID_ATTENTION, Calibration, ModelTraits
+from loraplan.rules.calibration import Calibration, ModelTraits
 from loraplan.rules.capacity import CapacityResult, CapacityRule, next_power_of_two, validate_capacity
 from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, transfer_lr
 from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS, MAX_RANK, RSLORA_MIN_RANK
@@ -158,7 +158,7 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder)
                 f"transferred from {req.transfer_from.model_id} at {req.transfer_lr:g}: "
                 f"x sqrt({req.transfer_from.total_params:,} / {arch.total_params:,})", TRANSFER_SOURCE)
         return lr
-    traits = ModelTraits(arch.active_params, arch.attention_type in HYBRID_ATTENTION, arch.is_moe)
+    traits = ModelTraits.of(arch)
     advice = recommend_lr(arch.family, arch.hidden_size, True, req.calibration, req.short_run,
                           arch.total_params, arch.model_id, traits)
     factor = batch_rules.batch_lr_factor(batch)

@@ -85,7 +85,7 @@ def lr(
                       highlight=False)
         return
     cal = published_calibration() if rule == "tinker" else resolve_calibration(calibration)
-    traits = ModelTraits(facts.active_params, facts.is_hybrid, facts.is_moe)
+    traits = ModelTraits.of(facts)
     advice = recommend_lr(facts.family, facts.hidden_size, not full_finetune, cal, short_run, facts.total_params,
                           facts.model_id, traits)
     payload = {

@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loraplan.errors import CalibrationError
 from loraplan.rules.sources import TINKER_HPARAMS
@@ -101,6 +101,15 @@ class FamilyRule:
 HYBRID_ATTENTION = frozenset({"hybrid-linear", "hybrid-mamba"})  # Architecture/ModelFacts attention types
 
 
+class _HasTraits(Protocol):
+    @property
+    def active_params(self) -> int: ...
+    @property
+    def attention_type(self) -> str: ...
+    @property
+    def is_moe(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class ModelTraits:
     """The facts beyond family and hidden size that fitted rules may use.
@@ -113,6 +122,11 @@ class ModelTraits:
     active_params: int
     hybrid: bool
     moe: bool
+
+    @classmethod
+    def of(cls, arch: _HasTraits) -> ModelTraits:
+        """The traits of an Architecture (or anything with its three facts)."""
+        return cls(arch.active_params, arch.attention_type in HYBRID_ATTENTION, arch.is_moe)
 
 
 @dataclass(frozen=True)

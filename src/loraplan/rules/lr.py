@@ -36,6 +36,7 @@ class LrAdvice:
     source: str
     is_lora: bool = True
     answered_by: str = ""
+    extrapolated: bool = False  # a cross-family rule answered: the calibration has no data for this family
 
     def explain(self) -> str:
         kind = "LoRA" if self.is_lora else "full fine-tuning"
@@ -93,6 +94,7 @@ def recommend_lr(
         source=rule.provenance or cal.source,
         is_lora=is_lora,
         answered_by=answered_by(rule, family),
+        extrapolated=rule.family == "default",
     )
 
 

@@ -16,6 +16,7 @@ from loraplan.doctor.context import CheckContext, number
 from loraplan.doctor.findings import Finding, Severity, Skipped
 from loraplan.errors import UncalibratedFamilyError
 from loraplan.rules.batch import REFERENCE_BATCH, batch_lr_factor
+from loraplan.rules.calibration import ModelTraits
 from loraplan.rules.lr import LORA_MULTIPLIER, recommend_lr
 from loraplan.rules.methods import DEFAULTS
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
@@ -71,7 +72,8 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
     if ctx.arch is not None:
         try:
             advice = recommend_lr(ctx.arch.family, ctx.arch.hidden_size, is_lora, ctx.calibration,
-                                  total_params=ctx.arch.total_params, model_id=ctx.arch.model_id)
+                                  total_params=ctx.arch.total_params, model_id=ctx.arch.model_id,
+                                  traits=ModelTraits.of(ctx.arch))
         except UncalibratedFamilyError as exc:
             reason = str(exc)
         else:
@@ -81,7 +83,8 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
             if factor != 1.0:
                 how += (f", x sqrt({max(ctx.batch or 0, 32)}/{REFERENCE_BATCH}) = {number(point)} "
                         f"at batch {ctx.batch}")
-            return Expected(point, point, point, how, advice.source)
+            return Expected(point, point, point, how, advice.source,
+                            advice.answered_by if advice.extrapolated else None)
     low, high = DEFAULTS[Method.SFT].lr_range or (1e-4, 5e-4)
     low, high = low * scale, high * scale
     return Expected(low, high, math.sqrt(low * high),
