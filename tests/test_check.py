@@ -8,6 +8,8 @@ thresholds (batch 128/512, 100 steps, 10x LR).
 from __future__ import annotations
 
 import json
+import tomllib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +162,20 @@ def test_full_finetuning_lr_reused_for_lora_is_an_error(tmp_path: Path) -> None:
     code, payload = run_check(str(axolotl_config(tmp_path, learning_rate=2e-5)))
     low = finding(payload, "lr-too-low")
     assert code == 1 and low["severity"] == "error"
-    # seed 000: 5e-5 * 10 * (2000/4096)^0.781 for Llama at hidden 4096, x sqrt(64/128) at batch 4 x 16 = 64.
-    expected = 5e-4 * (2000 / 4096) ** 0.781 * (64 / 128) ** 0.5
+    # The shipped calibration's Llama rule, read from the TOML by hand: base * 10 * (2000/4096)^exponent at
+    # hidden 4096 (dense, full attention), x sqrt(64/128) at batch 4 x 16 = 64 (seed 000).
+    rule = tomllib.loads(files("loraplan.rules").joinpath("default_calibration.toml").read_text())["families"]["llama"]
+    expected = rule["base"] * 10 * (2000 / 4096) ** rule["exponent"] * (64 / 128) ** 0.5
     assert low["changes"]["optim.learning_rate"] == pytest.approx(expected, rel=3e-3)
+
+
+def test_published_formula_is_used_when_asked(tmp_path: Path) -> None:
+    """--calibration with the published formula: 5e-5 * 10 * (2000/4096)^0.781, x sqrt(64/128) (seed 000)."""
+    cal = write(tmp_path, "published.toml", '[families.llama]\nbase = 5e-5\nexponent = 0.781\n'
+                                            'provenance = "seed 000"\n')
+    _, payload = run_check(str(axolotl_config(tmp_path, learning_rate=2e-5)), "--calibration", str(cal))
+    expected = 5e-4 * (2000 / 4096) ** 0.781 * (64 / 128) ** 0.5
+    assert finding(payload, "lr-too-low")["changes"]["optim.learning_rate"] == pytest.approx(expected, rel=3e-3)
 
 
 def test_far_above_the_lora_lr_is_a_warning(tmp_path: Path) -> None:
@@ -295,6 +308,15 @@ def test_uncalibrated_family_is_info_and_extrapolates(tmp_path: Path) -> None:
     llama = check_setup(read_config(axolotl_config(tmp_path)).setup, "axolotl", _arch(LLAMA),
                         calibration=published_calibration())
     assert not [f for f in llama.findings if f.id == "uncalibrated-family"]
+
+
+def test_cross_family_answer_of_the_shipped_calibration_is_flagged(tmp_path: Path) -> None:
+    """The shipped calibration has no Mistral data: its cross-family rule answers, and check says so."""
+    _, payload = run_check(str(axolotl_config(tmp_path, base_model="mistralai/Mistral-7B-v0.1")))
+    info = finding(payload, "uncalibrated-family")
+    assert info["severity"] == "info" and "cross-family rule: extrapolated" in info["evidence"]
+    _, llama = run_check(str(axolotl_config(tmp_path)))
+    assert "uncalibrated-family" not in ids(llama)
 
 
 def _arch(model: str):
