@@ -51,6 +51,11 @@ def test_calibrate_evaluate_json(full_evaluation: dict) -> None:
     assert e["published"]["models"] == 25 and round(100 * e["published"]["mean_regret"], 2) == 0.57
     assert e["best_constant"]["lr"] == 3e-4 and round(100 * e["best_constant"]["mean_regret"], 2) == 0.29
     assert e["logo"]["mean_regret"] < e["best_constant"]["mean_regret"] < e["published"]["mean_regret"]
+    # nested: the shape is chosen again inside each fold; every fold picks the same one here
+    nested = e["nested_logo"]
+    assert nested["shapes_chosen"] == [e["rule_shape"]] and nested["models"] == 35
+    assert math.isclose(nested["mean_regret"], e["logo"]["mean_regret"], rel_tol=1e-12)
+    assert nested["mean_regret"] <= 0.0015 and nested["max_regret"] <= 0.0075
     row = next(r for r in e["models"] if r["model"] == "openai/gpt-oss-120b")
     assert row["published_lr"] is None and row["published_regret"] is None
 

@@ -1,8 +1,9 @@
 """A fitted rule as a calibration file (the TOML format of loraplan.rules.calibration).
 
 The fitted log lr_lora = a_family + b_hidden * log(hidden/2000) + b_active * log(active/1e9)
-+ b_total * log(total/1e9) + b_hybrid * [hybrid] + b_moe * [MoE] maps onto FamilyRule exactly:
-base = exp(a_family) / 10, exponent = -b_hidden, active_params_exponent = -b_active,
++ b_active_full * log(active/1e9) [full attention only] + b_total * log(total/1e9) + b_hybrid * [hybrid]
++ b_moe * [MoE] maps onto FamilyRule exactly: base = exp(a_family) / 10, exponent = -b_hidden,
+active_params_exponent = -(b_active + b_active_full), hybrid_active_params_exponent = -b_active,
 params_exponent = -b_total, hybrid_multiplier = exp(b_hybrid), moe_multiplier = exp(b_moe).
 The file is standalone: a family it has no data for gets its cross-family rule, not the published
 formula, so `lr --calibration FILE` gives exactly what the evaluation scored.
@@ -39,7 +40,8 @@ def _rule_lines(rule: FittedRule, intercept: float, provenance: str, models: Seq
         f"base = {_value(math.exp(intercept) / LORA_MULTIPLIER)}",
         f"exponent = {_value(-slopes.get('hidden', 0.0) + 0.0)}",
         f"params_exponent = {_value(-slopes.get('total', 0.0) + 0.0)}",
-        f"active_params_exponent = {_value(-slopes.get('active', 0.0) + 0.0)}",
+        f"active_params_exponent = {_value(-slopes.get('active', 0.0) - slopes.get('active_full', 0.0) + 0.0)}",
+        f"hybrid_active_params_exponent = {_value(-slopes.get('active', 0.0) + 0.0)}",
         f"hybrid_multiplier = {_value(math.exp(slopes.get('hybrid', 0.0)))}",
         f"moe_multiplier = {_value(math.exp(slopes.get('moe', 0.0)))}",
         f"lora_multiplier = {_value(LORA_MULTIPLIER)}",
@@ -53,8 +55,9 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     rule = evaluation.rule
     names = ", ".join(Path(f).name for f in sweep_files)
     n_models = len(evaluation.rows)
-    how = (f"fitted by `loraplan calibrate` on {names} ({n_models} models): weighted least squares of each "
-           f"model's optimum in log(lr), rule shape `{evaluation.shape.name}`, chosen by leave-one-group-out regret")
+    how = (f"fitted by `loraplan calibrate` on {names} ({n_models} models): least squares of each model's best "
+           f"swept LR in log(lr), weighted by regret slope squared, grid ends censored, family offsets shrunk; "
+           f"rule shape `{evaluation.shape.name}`, chosen by leave-one-group-out regret")
     rows = {r.model: r for r in evaluation.rows}
     lines = [
         f"# Written by `loraplan calibrate {' '.join(Path(f).name for f in sweep_files)}`; regenerate, do not edit.",
@@ -90,5 +93,6 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     everyone = [m for ms in rule.models.values() for m in ms]
     lines += ["", "[default]"]
     lines += _rule_lines(rule, rule.default_intercept,
-                         how + "; cross-family intercept = mean of the family intercepts", everyone)
+                         how + "; cross-family term: the shared intercept the family offsets shrink toward",
+                         everyone)
     return "\n".join(lines) + "\n"

@@ -70,6 +70,8 @@ class ModelFacts:
             return math.log(self.hidden_size / 2000)
         if name == "active":
             return math.log(self.active_params / 1e9)
+        if name == "active_full":  # size term for full-attention models only: hybrid ones sit at one LR
+            return 0.0 if self.is_hybrid else math.log(self.active_params / 1e9)
         if name == "total":
             return math.log(self.total_params / 1e9)
         if name == "hybrid":

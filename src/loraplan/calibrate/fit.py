@@ -1,17 +1,24 @@
-"""From curves to a rule: each model's optimum, then weighted least squares in log(lr).
+"""From curves to a rule: each model's best swept LR, then weighted least squares in log(lr).
 
-Optimum: a parabola in log(lr) through the best swept LR and its two neighbours gives the
-vertex (the model's optimum between grid points) and the curvature. At the edge of the grid the
-best LR is the optimum and the curvature comes from the secant to its one neighbour.
+Optimum: the score's f is linear in log(lr) between swept LRs, so its minimum is a swept LR: the
+best one is the target (a parabola vertex between grid points would aim where the score is not
+lowest). How fast regret rises on either side of it (regret per unit of log lr, averaged over the
+two sides) is the slope; a fit error e then costs about slope * |e| of regret.
 
-Weights: regret near the optimum is about curvature/2 * (log lr - log lr*)^2 / min f, so a least
-squares fit weighted by curvature/min f minimises a second-order estimate of total regret: sharp
-curves pull the rule, flat ones (where any LR is fine) do not.
+Weights: slope squared, so the fit minimises the sum of squared (linearised) regrets: sharp curves
+pull the rule, flat ones (where any LR is fine) barely do, and one large regret costs more than
+several small ones, which keeps the worst model in check.
 
-Rule: log lr_lora = a_family + sum_k b_k * x_k over the shape's features (log hidden/2000,
-log active/1e9, log total/1e9, hybrid attention, MoE), slopes shared by every family. A family
-without data gets the cross-family intercept: the mean of the fitted family intercepts (one vote
-per family, so the family with most models does not decide for the unseen one).
+Censoring: a best LR at the end of the grid says only that the optimum lies there or beyond
+(Llama-3.2-1B is best at the largest LR swept, 1e-3). Such a model adds no error while the rule
+answers at or beyond that end: the fit is repeated, leaving out the censored models the rule
+already satisfies, until that set stops changing (a squared-hinge, Tobit-style fit; a few rounds).
+
+Rule: log lr_lora = c + d_family + sum_k b_k * x_k over the shape's features (see
+ModelFacts.log_feature), slopes shared by every family. c is the cross-family term, the answer for a
+family without data; the family offsets d are shrunk toward 0 by a ridge penalty (FAMILY_RIDGE), so
+a family leaves the shared rule only as far as its own models agree on it, and a family with one
+or two architectures does not chase them.
 """
 
 from __future__ import annotations
@@ -25,45 +32,42 @@ from loraplan.calibrate.regret import Curve
 from loraplan.errors import CalibrationError
 
 RIDGE = 1e-9  # keeps the normal equations solvable when a feature is constant in a fold
+FAMILY_RIDGE = 1.0  # penalty on family offsets, per unit of the sweep's total weight
+CENSOR_ROUNDS = 50
 
 
 @dataclass(frozen=True)
 class Optimum:
-    """A model's estimated best LR and how sharply its NLL rises around it.
+    """A model's best swept LR and how sharply regret rises around it.
 
-    log_lr: natural log of the estimated optimum.
-    weight: curvature of f in log(lr) divided by min f (regret per squared log-LR error, x2).
-    how: `parabola` (interior), `edge` (best at the end of the grid) or `single` (one LR swept).
+    log_lr: natural log of the best swept LR (where f, hence the score, is lowest).
+    weight: squared regret slope per unit of log lr (mean of both sides; one side at an edge).
+    censored: `above` / `below` when the best LR is the largest / smallest swept (the optimum may
+        lie beyond), else None.
+    how: `grid` (interior), `edge` (best at the end of the grid) or `single` (one LR swept).
     """
 
     log_lr: float
     weight: float
+    censored: str | None
     how: str
 
 
 def optimum(curve: Curve) -> Optimum:
     xs = [math.log(lr) for lr in curve.lrs]
-    ys = list(curve.values)
-    best = ys.index(min(ys))
+    regrets = [curve.regret(lr) for lr in curve.lrs]
+    best = regrets.index(0.0)
     if len(xs) == 1:
-        return Optimum(xs[0], 0.0, "single")
-    if 0 < best < len(xs) - 1:
-        (x0, x1, x2), (y0, y1, y2) = xs[best - 1:best + 2], ys[best - 1:best + 2]
-        d01, d12 = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)
-        a = (d12 - d01) / (x2 - x0)  # f = a x^2 + b x + c
-        if a > 0:
-            b = d01 - a * (x0 + x1)
-            vertex = min(max(-b / (2 * a), x0), x2)
-            return Optimum(vertex, 2 * a / min(ys), "parabola")
-        return Optimum(x1, 0.0, "parabola")
-    neighbour = best + 1 if best == 0 else best - 1
-    rise = ys[neighbour] - ys[best]
-    return Optimum(xs[best], max(2 * rise / (xs[neighbour] - xs[best]) ** 2 / min(ys), 0.0), "edge")
+        return Optimum(xs[0], 0.0, None, "single")
+    slopes = [regrets[n] / abs(xs[n] - xs[best]) for n in (best - 1, best + 1) if 0 <= n < len(xs)]
+    slope = sum(slopes) / len(slopes)
+    censored = "above" if best == len(xs) - 1 else "below" if best == 0 else None
+    return Optimum(xs[best], slope**2, censored, "grid" if censored is None else "edge")
 
 
 @dataclass(frozen=True)
 class RuleShape:
-    """Which features a rule uses; `family_terms` gives each family its own intercept."""
+    """Which features a rule uses; `family_terms` gives each family its own (shrunk) intercept."""
 
     name: str
     features: tuple[str, ...]
@@ -72,14 +76,11 @@ class RuleShape:
 
 SHAPES: tuple[RuleShape, ...] = (
     RuleShape("family", ()),
-    RuleShape("family + log hidden", ("hidden",)),
-    RuleShape("family + log active", ("active",)),
-    RuleShape("family + log total", ("total",)),
     RuleShape("family + log hidden + hybrid + moe", ("hidden", "hybrid", "moe")),
     RuleShape("family + log active + hybrid + moe", ("active", "hybrid", "moe")),
     RuleShape("family + log total + hybrid", ("total", "hybrid")),
-    RuleShape("log active + hybrid + moe", ("active", "hybrid", "moe"), family_terms=False),
-    RuleShape("log total + hybrid", ("total", "hybrid"), family_terms=False),
+    RuleShape("family + log active (full attention) + hybrid", ("active_full", "hybrid")),
+    RuleShape("family + log active (full attention) + hybrid + moe", ("active_full", "hybrid", "moe")),
 )
 
 
@@ -87,8 +88,8 @@ SHAPES: tuple[RuleShape, ...] = (
 class FittedRule:
     """log lr_lora = intercept(family) + sum(slopes[k] * facts.log_feature(k)).
 
-    intercepts: per family with data.
-    default_intercept: for every other family (cross-family term).
+    intercepts: per family with data (cross-family term + the family's shrunk offset).
+    default_intercept: for every other family (the cross-family term).
     slopes: per feature of the shape.
     models: the models fitted, per family.
     """
@@ -129,34 +130,54 @@ def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
     return out
 
 
+def _weighted_ridge(rows: Sequence[Sequence[float]], targets: Sequence[float], weights: Sequence[float],
+                    penalties: Sequence[float]) -> list[float]:
+    """argmin sum w (row . beta - y)^2 + sum penalty_i * beta_i^2."""
+    n = len(penalties)
+    normal = [[0.0] * n for _ in range(n)]
+    rhs = [0.0] * n
+    for row, y, w in zip(rows, targets, weights, strict=True):
+        for i in range(n):
+            if row[i]:
+                rhs[i] += w * row[i] * y
+                for j in range(n):
+                    normal[i][j] += w * row[i] * row[j]
+    for i in range(n):
+        normal[i][i] += penalties[i]
+    return _solve(normal, rhs)
+
+
+def _binds(censored: str | None, target: float, fitted: float) -> bool:
+    """Whether a model's error counts: always, or for a censored one while the rule misses its side."""
+    return censored is None or (fitted < target if censored == "above" else fitted > target)
+
+
 def fit_rule(models: Sequence[str], facts: Mapping[str, ModelFacts], optima: Mapping[str, Optimum],
-             shape: RuleShape) -> FittedRule:
-    """Weighted least squares of the optima in log(lr) on the shape's features."""
+             shape: RuleShape, family_ridge: float = FAMILY_RIDGE) -> FittedRule:
+    """Weighted ridge least squares of the best LRs in log(lr) on the shape's features, censored ends."""
     used = [m for m in models if optima[m].weight > 0]
     if not used:
         raise CalibrationError("no model in the sweep has a usable curve (two or more learning rates)")
-    families = sorted({facts[m].family for m in used}) if shape.family_terms else ["*"]
-    columns = len(families) + len(shape.features)
-    normal = [[0.0] * columns for _ in range(columns)]
-    rhs = [0.0] * columns
-    for m in used:
-        fam = facts[m].family if shape.family_terms else "*"
-        row = [1.0 if f == fam else 0.0 for f in families] + [facts[m].log_feature(k) for k in shape.features]
-        w, y = optima[m].weight, optima[m].log_lr
-        for i in range(columns):
-            rhs[i] += w * row[i] * y
-            for j in range(columns):
-                normal[i][j] += w * row[i] * row[j]
-    scale = max(normal[i][i] for i in range(columns))
-    for i in range(len(families), columns):
-        normal[i][i] += RIDGE * scale
-    beta = _solve(normal, rhs)
-    slopes = dict(zip(shape.features, beta[len(families):], strict=True))
+    families = sorted({facts[m].family for m in used}) if shape.family_terms else []
+    rows = [[1.0] + [1.0 if facts[m].family == f else 0.0 for f in families]
+            + [facts[m].log_feature(k) for k in shape.features] for m in used]
+    weights = [optima[m].weight for m in used]
+    total = sum(weights)
+    penalties = [0.0] + [family_ridge * total] * len(families) + [RIDGE * total] * len(shape.features)
+    targets = [optima[m].log_lr for m in used]
+    binding = [True] * len(used)  # censored models count only while the rule stops short of their edge
+    for _ in range(CENSOR_ROUNDS):
+        beta = _weighted_ridge(rows, targets, [w if b else 0.0 for w, b in zip(weights, binding, strict=True)],
+                               penalties)
+        fitted = [sum(a * b for a, b in zip(row, beta, strict=True)) for row in rows]
+        now = [_binds(optima[m].censored, y, x) for m, y, x in zip(used, targets, fitted, strict=True)]
+        if now == binding:
+            break
+        binding = now
+    default = beta[0]
+    intercepts = {f: default + d for f, d in zip(families, beta[1:1 + len(families)], strict=True)}
+    slopes = dict(zip(shape.features, beta[1 + len(families):], strict=True))
     by_family: dict[str, list[str]] = {}
     for m in models:
         by_family.setdefault(facts[m].family, []).append(m)
-    if shape.family_terms:
-        intercepts = dict(zip(families, beta[:len(families)], strict=True))
-        default = sum(intercepts.values()) / len(intercepts)
-        return FittedRule(shape, intercepts, default, slopes, {f: tuple(ms) for f, ms in by_family.items()})
-    return FittedRule(shape, {}, beta[0], slopes, {f: tuple(ms) for f, ms in by_family.items()})
+    return FittedRule(shape, intercepts, default, slopes, {f: tuple(ms) for f, ms in by_family.items()})

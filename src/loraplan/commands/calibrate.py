@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 def calibrate(
     sweeps: Annotated[list[str], typer.Argument(help="sweep files: tinker-cookbook sft_sweep .md, .csv or .jsonl")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="calibration TOML to write")] = None,
-    evaluate_out: Annotated[bool, typer.Option("--evaluate", help="print the leave-one-group-out table")] = False,
+    evaluate_out: Annotated[bool, typer.Option(
+        "--evaluate", help="print the leave-one-group-out table and the nested score (shape chosen in each fold)",
+    )] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of every model's f(lr) with both rules")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -36,7 +38,7 @@ def calibrate(
     sweep = read_sweeps(sweeps)
     by_model = curves(sweep.points)
     facts = {m: model_facts(m) for m in by_model}
-    result = evaluate(by_model, facts)
+    result = evaluate(by_model, facts, nested=evaluate_out)
     if output is not None:
         write_atomic(output, calibration_toml(result, sweeps))
     if plot is not None:
@@ -72,6 +74,8 @@ def _payload(result: Evaluation, output: Path | None, plot: Path | None, rows: b
                          for n, mn, mx in result.shapes_tried],
         "output": str(output) if output else None, "plot": str(plot) if plot else None,
     }
+    if result.nested is not None:
+        payload["nested_logo"] = {**summary(result.nested), "shapes_chosen": list(result.nested_shapes)}
     if rows:
         payload["models"] = [{
             "model": r.model, "group": r.group, "family": r.family, "fitted_lr": r.fitted_lr,
@@ -97,6 +101,8 @@ def _render_summary(result: Evaluation) -> None:
     rows = [
         ["fitted rule, leave-one-group-out", result.logo.covered, _pct(result.logo.mean), _pct(result.logo.max),
          result.logo.worst],
+        *([["fitted rule, nested leave-one-group-out (shape chosen in each fold)", result.nested.covered,
+             _pct(result.nested.mean), _pct(result.nested.max), result.nested.worst]] if result.nested else []),
         ["fitted rule, in-sample", result.in_sample.covered, _pct(result.in_sample.mean),
          _pct(result.in_sample.max), result.in_sample.worst],
         ["published formula (tinker-cookbook)", result.published.covered, _pct(result.published.mean),

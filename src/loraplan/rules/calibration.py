@@ -8,6 +8,7 @@ Format (TOML):
     exponent = 0.781            # P in (2000 / hidden) ** P
     params_exponent = 0.0       # optional Q in (total_params / 1e9) ** -Q
     active_params_exponent = 0.0  # optional R in (active_params / 1e9) ** -R
+    hybrid_active_params_exponent = 0.0  # optional R for hybrid-attention models (absent: the same R)
     hybrid_multiplier = 1.0     # optional factor for hybrid linear-attention / Mamba models
     moe_multiplier = 1.0        # optional factor for mixture-of-experts models
     lora_multiplier = 10.0      # optional; LoRA / full-FT ratio
@@ -45,8 +46,10 @@ _PARAMS_UNIT = 1e9
 @dataclass(frozen=True)
 class FamilyRule:
     """lr_full = base * (2000/hidden)^exponent * (params/1e9)^-params_exponent
-    * (active/1e9)^-active_params_exponent * hybrid_multiplier [if hybrid] * moe_multiplier [if MoE];
-    LoRA x lora_multiplier. The optional terms default to neutral, so older files keep their meaning.
+    * (active/1e9)^-R * hybrid_multiplier [if hybrid] * moe_multiplier [if MoE]; LoRA x lora_multiplier.
+    R is active_params_exponent, or hybrid_active_params_exponent for a hybrid-attention model when
+    set (on tinker-cookbook's sweep the best LR falls with size for full-attention models only).
+    The optional terms default to neutral, so older files keep their meaning.
     """
 
     family: str
@@ -60,6 +63,12 @@ class FamilyRule:
     active_params_exponent: float = 0.0
     hybrid_multiplier: float = 1.0
     moe_multiplier: float = 1.0
+    hybrid_active_params_exponent: float | None = None
+
+    def _active_exponent(self, hybrid: bool) -> float:
+        if hybrid and self.hybrid_active_params_exponent is not None:
+            return self.hybrid_active_params_exponent
+        return self.active_params_exponent
 
     def lr_full_ft(self, hidden_size: int, total_params: int | None = None, facts: ModelTraits | None = None) -> float:
         lr = self.base * (_REFERENCE_HIDDEN / hidden_size) ** self.exponent
@@ -67,12 +76,13 @@ class FamilyRule:
             if not total_params:
                 raise CalibrationError(f"rule for `{self.family}` needs the model's parameter count")
             lr *= (total_params / _PARAMS_UNIT) ** -self.params_exponent
-        if self.active_params_exponent or self.hybrid_multiplier != 1.0 or self.moe_multiplier != 1.0:
+        if (self.active_params_exponent or self.hybrid_active_params_exponent or self.hybrid_multiplier != 1.0
+                or self.moe_multiplier != 1.0):
             if facts is None:
                 raise CalibrationError(f"rule for `{self.family}` needs the model's active parameters, attention "
                                        "type and MoE flag (pass the architecture's traits)")
-            if self.active_params_exponent:
-                lr *= (facts.active_params / _PARAMS_UNIT) ** -self.active_params_exponent
+            if exponent := self._active_exponent(facts.hybrid):
+                lr *= (facts.active_params / _PARAMS_UNIT) ** -exponent
             if facts.hybrid:
                 lr *= self.hybrid_multiplier
             if facts.moe:
@@ -85,10 +95,16 @@ class FamilyRule:
         return self.lr_full_ft(hidden_size, total_params, facts) * ratio
 
     def describe(self) -> str:
-        text = f"{self.base:.4g} * M * (2000/hidden)^{self.exponent:.4g}"
+        text = f"{self.base:.4g} * M"
+        if self.exponent:
+            text += f" * (2000/hidden)^{self.exponent:.4g}"
         if self.params_exponent:
             text += f" * (params/1e9)^-{self.params_exponent:.4g}"
-        if self.active_params_exponent:
+        hybrid_r = self._active_exponent(hybrid=True)
+        if hybrid_r != self.active_params_exponent:
+            text += (f" * (active/1e9)^-{self.active_params_exponent:.4g} with full attention"
+                     f" (^-{hybrid_r:.4g} if hybrid)")
+        elif self.active_params_exponent:
             text += f" * (active/1e9)^-{self.active_params_exponent:.4g}"
         if self.hybrid_multiplier != 1.0:
             text += f" * {self.hybrid_multiplier:.4g} if hybrid attention"
@@ -187,6 +203,8 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
         exponent=_number(table, "exponent", where),
         params_exponent=_number(table, "params_exponent", where, 0.0),
         active_params_exponent=_number(table, "active_params_exponent", where, 0.0),
+        hybrid_active_params_exponent=(_number(table, "hybrid_active_params_exponent", where)
+                                       if "hybrid_active_params_exponent" in table else None),
         hybrid_multiplier=multipliers["hybrid_multiplier"],
         moe_multiplier=multipliers["moe_multiplier"],
         lora_multiplier=_number(table, "lora_multiplier", where, 10.0),
