@@ -168,17 +168,15 @@ def capacity(
     json_out: JsonOpt = False,
 ) -> None:
     """Does rank R have room for N trained tokens (--tokens N, or counted from --data)? Minimum and suggested rank."""
-    from loraplan.arch.conventions import budget
     from loraplan.arch.sources import load_architecture
+    from loraplan.capacity import check_capacity
     from loraplan.errors import LoraplanError
-    from loraplan.rules.capacity import CapacityRule, validate_capacity
 
     if rule not in ("params", "bits"):
         raise LoraplanError(f"--rule must be params or bits (got {rule!r})")
     if (tokens is None) == (not data):
         raise LoraplanError("give exactly one of --tokens N (already counted) or --data FILE (to count)")
-    arch = load_architecture(model)
-    result_budget = budget(arch, convention, targets, unembed)
+    arch = load_architecture(model)  # a bad model reference fails before a long count
     count = None
     if data:
         from pathlib import Path
@@ -187,11 +185,13 @@ def capacity(
 
         count = count_data(data, tokenizer, model, Path(chat_template) if chat_template else None, record_format,
                            mask, max_length, skip_invalid, sample, show_progress=not json_out)
-    tokens = count.trained_tokens if count is not None else tokens or 0
-    result = validate_capacity(tokens, result_budget.per_rank_total, rank, CapacityRule(rule), bits_per_token)
+    checked = check_capacity(arch, tokens=count if count is not None else tokens, rank=rank, rule=rule,
+                             bits_per_token=bits_per_token, convention=convention, targets=targets, unembed=unembed)
+    result = checked.result
+    tokens = result.tokens
     payload = {
-        "model": arch.model_id, "status": result.status.value, "message": result.message, "rank": rank,
-        "tokens": tokens, "params": result.params, "per_rank": result_budget.per_rank_total,
+        "model": checked.model_id, "status": result.status.value, "message": result.message, "rank": rank,
+        "tokens": tokens, "params": result.params, "per_rank": checked.per_rank,
         "min_rank": result.min_rank, "suggested_rank": result.suggested_rank, "headroom": result.headroom,
         "rule": result.rule.value, "source": result.source,
     }
