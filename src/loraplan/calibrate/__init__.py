@@ -3,7 +3,7 @@
     sweep.py     readers (tinker-cookbook sft_sweep.md, CSV, JSONL) -> Sweep
     regret.py    the issue-6 score: f(lr) per model and regret(lr)
     features.py  model facts from the catalogue (never from the sweep file)
-    fit.py       per-model optimum, rule shapes, least squares in log(lr)
-    evaluate.py  in-sample and leave-one-group-out regret, published and constant baselines
+    fit.py       best swept LR per model, rule shapes, censored weighted least squares in log(lr)
+    evaluate.py  in-sample, leave-one-group-out (plain and nested) regret, published and constant baselines
     plot.py      per-model f(lr) panels (matplotlib, the `plot` extra)
 """
