@@ -159,7 +159,7 @@ def test_hybrid_active_params_exponent() -> None:
     assert math.isclose(old.lr_full_ft(2000, facts=traits[True]), 1e-4 * 8**-0.5 * 0.5)
     assert math.isclose(new.lr_full_ft(2000, facts=traits[True]), 1e-4 * 0.5)
     assert new.lr_full_ft(2000, facts=traits[False]) == old.lr_full_ft(2000, facts=traits[False])
-    assert "(^-0 if hybrid)" in new.describe()
+    assert "with hybrid attention" in new.describe() and "(active/1e9)" not in new.describe().split(";")[1]
 
 
 # --- the table: catalogue, baselines, fit -------------------------------------------------------

@@ -162,10 +162,12 @@ def test_full_finetuning_lr_reused_for_lora_is_an_error(tmp_path: Path) -> None:
     code, payload = run_check(str(axolotl_config(tmp_path, learning_rate=2e-5)))
     low = finding(payload, "lr-too-low")
     assert code == 1 and low["severity"] == "error"
-    # The shipped calibration's Llama rule, read from the TOML by hand: base * 10 * (2000/4096)^exponent at
-    # hidden 4096 (dense, full attention), x sqrt(64/128) at batch 4 x 16 = 64 (seed 000).
+    # The shipped calibration's Llama rule, read from the TOML by hand: base * 10 * (2000/4096)^exponent
+    # * (active/1e9)^-active_params_exponent for Llama-3.1-8B (hidden 4096, 8,030,261,248 params, dense, full
+    # attention), x sqrt(64/128) at batch 4 x 16 = 64 (seed 000).
     rule = tomllib.loads(files("loraplan.rules").joinpath("default_calibration.toml").read_text())["families"]["llama"]
-    expected = rule["base"] * 10 * (2000 / 4096) ** rule["exponent"] * (64 / 128) ** 0.5
+    expected = (rule["base"] * 10 * (2000 / 4096) ** rule["exponent"]
+                * (8_030_261_248 / 1e9) ** -rule["active_params_exponent"] * (64 / 128) ** 0.5)
     assert low["changes"]["optim.learning_rate"] == pytest.approx(expected, rel=3e-3)
 
 

@@ -94,24 +94,33 @@ class FamilyRule:
         ratio = default_ratio if self.lora_multiplier == 10.0 else self.lora_multiplier
         return self.lr_full_ft(hidden_size, total_params, facts) * ratio
 
-    def describe(self) -> str:
-        text = f"{self.base:.4g} * M"
+    def describe(self, facts: ModelTraits | None = None) -> str:
+        """One line a person can check by hand (M: 10 for LoRA, 1 for full fine-tuning).
+
+        With a model's traits, only the variant that applies to it (full or hybrid attention).
+        """
+        common = f"{self.base:.4g} * M"
         if self.exponent:
-            text += f" * (2000/hidden)^{self.exponent:.4g}"
+            common += f" * (2000/hidden)^{self.exponent:.4g}"
         if self.params_exponent:
-            text += f" * (params/1e9)^-{self.params_exponent:.4g}"
-        hybrid_r = self._active_exponent(hybrid=True)
-        if hybrid_r != self.active_params_exponent:
-            text += (f" * (active/1e9)^-{self.active_params_exponent:.4g} with full attention"
-                     f" (^-{hybrid_r:.4g} if hybrid)")
-        elif self.active_params_exponent:
-            text += f" * (active/1e9)^-{self.active_params_exponent:.4g}"
-        if self.hybrid_multiplier != 1.0:
-            text += f" * {self.hybrid_multiplier:.4g} if hybrid attention"
-        if self.moe_multiplier != 1.0:
-            text += f" * {self.moe_multiplier:.4g} if MoE"
+            common += f" * (params/1e9)^-{self.params_exponent:.4g}"
+        moe = f" * {self.moe_multiplier:.4g} if MoE" if self.moe_multiplier != 1.0 else ""
+
+        def variant(hybrid: bool) -> str:
+            text = common
+            if exponent := self._active_exponent(hybrid):
+                text += f" * (active/1e9)^-{exponent:.4g}"
+            if hybrid and self.hybrid_multiplier != 1.0:
+                text += f" * {self.hybrid_multiplier:.4g}"
+            return text + moe
+
+        full, hybrid = variant(False), variant(True)
         name = "cross-family rule" if self.family == "default" else f"{self.family} rule"
-        return f"{name}: {text}"
+        if full == hybrid:
+            return f"{name}: {full}"
+        if facts is not None:
+            return f"{name}: {hybrid if facts.hybrid else full} ({'hybrid' if facts.hybrid else 'full'} attention)"
+        return f"{name}: {full} with full attention; {hybrid} with hybrid attention"
 
 
 HYBRID_ATTENTION = frozenset({"hybrid-linear", "hybrid-mamba"})  # Architecture/ModelFacts attention types

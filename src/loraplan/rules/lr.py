@@ -90,7 +90,7 @@ def recommend_lr(
         lora_over_full_ft=lr_lora / lr_full,
         family=family,
         hidden_size=hidden_size,
-        rule=rule.describe(),
+        rule=rule.describe(traits),
         source=rule.provenance or cal.source,
         is_lora=is_lora,
         answered_by=answered_by(rule, family),

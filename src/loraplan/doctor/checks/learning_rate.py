@@ -79,7 +79,8 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
         else:
             factor = batch_lr_factor(ctx.batch) if ctx.batch else 1.0
             point = advice.lr * factor
-            how = f"{advice.rule} with hidden {advice.hidden_size} gives {number(advice.lr)} for {kind}"
+            how = (f"{advice.rule} gives {number(advice.lr)} for {kind} on {ctx.arch.model_id} (hidden "
+                   f"{advice.hidden_size}, {ctx.arch.active_params / 1e9:.2f}B active params)")
             if factor != 1.0:
                 how += (f", x sqrt({max(ctx.batch or 0, 32)}/{REFERENCE_BATCH}) = {number(point)} "
                         f"at batch {ctx.batch}")
