@@ -58,6 +58,8 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     how = (f"fitted by `loraplan calibrate` on {names} ({n_models} models): least squares of each model's best "
            f"swept LR in log(lr), weighted by regret slope squared, grid ends censored, family offsets shrunk; "
            f"rule shape `{evaluation.shape.name}`, chosen by leave-one-group-out regret")
+    provenance = (f"fitted by `loraplan calibrate` on {names} ({n_models} models; leave-one-group-out regret "
+                  f"mean {evaluation.logo.mean:.2%}, max {evaluation.logo.max:.2%})")
     rows = {r.model: r for r in evaluation.rows}
     lines = [
         f"# Written by `loraplan calibrate {' '.join(Path(f).name for f in sweep_files)}`; regenerate, do not edit.",
@@ -84,7 +86,7 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
         logo = [rows[m].fitted_regret for m in models]
         ins = [rows[m].in_sample_regret for m in models]
         lines += ["", f"[families.{_value(family)}]"]
-        lines += _rule_lines(rule, rule.intercepts[family], how, models)
+        lines += _rule_lines(rule, rule.intercepts[family], provenance, models)
         lines += [f"[families.{_value(family)}.fit]",
                   f"models = {len(models)}",
                   f"in_sample_mean_regret = {_value(sum(ins) / len(ins))}",
@@ -93,6 +95,6 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     everyone = [m for ms in rule.models.values() for m in ms]
     lines += ["", "[default]"]
     lines += _rule_lines(rule, rule.default_intercept,
-                         how + "; cross-family term: the shared intercept the family offsets shrink toward",
+                         provenance + "; cross-family term: the shared intercept the family offsets shrink toward",
                          everyone)
     return "\n".join(lines) + "\n"
