@@ -60,10 +60,10 @@ def check_capacity(
         raise LoraplanError(f"rule must be params or bits (got {rule!r})")
     arch = model if isinstance(model, Architecture) else _load(model, trust_remote_code)
     per_rank = budget(arch, convention, targets, unembed).per_rank_total
-    reference = model if isinstance(model, str) else arch.model_id
-    count = _count(data, tokenizer, reference, count_options) if data is not None else None
-    if count is None and not isinstance(tokens, int):
-        count = tokens
+    if data is not None:
+        count = _count(data, tokenizer, model if isinstance(model, str) else arch.model_id, count_options)
+    else:
+        count = None if isinstance(tokens, int) else tokens
     trained = count.trained_tokens if count is not None else int(tokens or 0)
     result = validate_capacity(trained, per_rank, rank, rule, bits_per_token)
     return CapacityCheck(arch.model_id, per_rank, result, count)
