@@ -6,6 +6,7 @@
     ├── UnsupportedModelError     a config we cannot turn into an Architecture without help
     ├── UncalibratedFamilyError   no LR rule for the family: names the remedies
     ├── CalibrationError          a calibration file that cannot be used
+    ├── InputFileError            a user file that cannot be opened or read safely (FIFO, too large, not UTF-8)
     └── MissingExtraError (ImportError is not subclassed: the CLI treats it as user-fixable)
 
 The CLI catches the root once and prints one line; messages say what to do next.
@@ -36,6 +37,10 @@ class UncalibratedFamilyError(LoraplanError):
 
 class CalibrationError(LoraplanError):
     """A calibration file that is malformed or inconsistent."""
+
+
+class InputFileError(LoraplanError):
+    """A user file that is missing, not a regular file, over its size limit or not text."""
 
 
 class MissingExtraError(LoraplanError):
