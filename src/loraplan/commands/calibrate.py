@@ -28,23 +28,23 @@ def calibrate(
     json_out: JsonOpt = False,
 ) -> None:
     """Fit the LR rule to sweep results; score it leave-one-group-out against the published formula."""
+    from loraplan.atomicwrite import write_atomic
     from loraplan.calibrate.calfile import calibration_toml
     from loraplan.calibrate.evaluate import evaluate
     from loraplan.calibrate.features import model_facts
     from loraplan.calibrate.regret import curves
     from loraplan.calibrate.sweep import read_sweeps
-    from loraplan.formats.base import write_atomic
 
     sweep = read_sweeps(sweeps)
     by_model = curves(sweep.points)
     facts = {m: model_facts(m) for m in by_model}
     result = evaluate(by_model, facts, nested=evaluate_out)
     if output is not None:
-        write_atomic(output, calibration_toml(result, sweeps))
+        write_atomic(output, calibration_toml(result, sweeps), inputs=sweeps)
     if plot is not None:
         from loraplan.calibrate.plot import plot_curves
 
-        plot_curves(by_model, result, plot)
+        plot_curves(by_model, result, plot, inputs=[*sweeps, *([output] if output else [])])
     if json_out:
         emit_json(_payload(result, output, plot, evaluate_out))
         return

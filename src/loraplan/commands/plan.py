@@ -86,7 +86,7 @@ def plan(
     if output is not None:
         if export is None:
             raise LoraplanError("-o needs --format (which trainer's config to write)")
-        plan_render.write_export(output, export)
+        plan_render.write_export(output, export, [model, *(data or ()), *filter(None, (tokenizer, calibration))])
     if json_out:
         emit_json(plan_render.as_json(result, fmt, output))
         return

@@ -79,14 +79,11 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     return setup.model_copy(update={"lora": lora})
 
 
-def write_export(path: Path, text: str) -> None:
-    from loraplan.errors import LoraplanError
-    from loraplan.formats import write_atomic
+def write_export(path: Path, text: str, inputs: list[str] | tuple[str, ...] = ()) -> None:
+    """Atomically, never over a symlink, device or one of the command's `inputs`."""
+    from loraplan.atomicwrite import write_atomic
 
-    try:
-        write_atomic(path, text)
-    except OSError as exc:
-        raise LoraplanError(f"{path}: cannot write ({exc.strerror})") from exc
+    write_atomic(path, text, inputs)
 
 
 def as_json(plan: Plan, fmt: str | None, output: Path | None) -> dict[str, Any]:
