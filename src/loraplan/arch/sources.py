@@ -7,6 +7,7 @@ downloaded: hub shapes come from safetensors headers through `get_safetensors_me
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -107,6 +108,11 @@ def load_architecture(
 ) -> Architecture:
     """Resolve any model reference to its Architecture."""
     path = Path(reference).expanduser()
+    try:
+        path.stat()
+    except OSError as exc:  # ENAMETOOLONG, EACCES: a path that cannot be a model reference; ENOENT: not local
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise ModelNotFoundError(f"{reference[:120]}: cannot be read as a model path ({exc.strerror})") from exc
     if path.is_dir():
         config_path = path / "config.json"
         if not config_path.is_file():
