@@ -25,5 +25,5 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Group:
     for i, col in enumerate(columns):
         out.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
-        out.add_row(*[f"{cell:,}" if isinstance(cell, int) else str(cell) for cell in row])
+        out.add_row(*[Text(f"{cell:,}" if isinstance(cell, int) else str(cell)) for cell in row])  # text, not markup
     return Group(Text(title, style="italic"), out)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from loraplan.cli import JsonOpt
 from loraplan.output import console, emit_json, table
@@ -52,9 +53,9 @@ def calibrate(
         _render_table(result)
     _render_summary(result)
     if output is not None:
-        console.print(f"wrote {output}", highlight=False)
+        console.print(f"wrote {escape(str(output))}", highlight=False)
     if plot is not None:
-        console.print(f"wrote {plot}", highlight=False)
+        console.print(f"wrote {escape(str(plot))}", highlight=False)
 
 
 def _pct(value: float | None) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
 from loraplan.output import console, emit_json
@@ -95,7 +96,7 @@ def plan(
         return
     plan_render.render(console, arch, result, explain)
     if output is not None:
-        console.print(f"[green]wrote[/] {output} ({fmt})")
+        console.print(f"[green]wrote[/] {escape(str(output))} ({fmt})")
 
 
 def _choice(enum: type, value: str, option: str):  # returns a member of `enum`

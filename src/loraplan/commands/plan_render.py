@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from loraplan.arch.model import Architecture
@@ -122,7 +123,7 @@ def capacity_bar(plan: Plan) -> str:
 def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> None:
     setup = plan.setup
     optim, lora = setup.optim, setup.lora
-    table = Table(title=f"LoRA plan: {arch.model_id} ({setup.method.value if setup.method else '?'})",
+    table = Table(title=f"LoRA plan: {escape(arch.model_id)} ({setup.method.value if setup.method else '?'})",
                   title_justify="left", show_header=False)
     table.add_column("setting")
     table.add_column("value")
@@ -144,20 +145,20 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
     if setup.extras.group_size:
         rows.append(("RL group size", f"{setup.extras.group_size} x {setup.extras.groups_per_batch} groups/batch"))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     console.print(table)
     data = setup.data
     if data.trained_tokens is not None:
         mask = f", {data.loss_mask.value} loss mask" if data.loss_mask else ""
-        source = f" from {data.path}" if data.path else ""
+        source = f" from {escape(data.path)}" if data.path else ""
         console.print(f"data{source}: {data.examples if data.examples is not None else '?':,} examples, "
                       f"{data.trained_tokens:,} trained tokens{mask}", highlight=False)
     console.print(capacity_bar(plan), highlight=False)
     _render_estimates(console, plan)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for note in plan.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
     if explain:
         why = Table(title="Why each number", title_justify="left")
         for col in ("field", "value", "rule", "source"):
@@ -165,7 +166,7 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
         for e in plan.explanations:
             value = ", ".join(e.value) if isinstance(e.value, list) else (
                 f"{e.value:.4g}" if isinstance(e.value, float) else str(e.value))
-            why.add_row(e.field, value, e.reason, e.source)
+            why.add_row(e.field, escape(value), escape(e.reason), escape(e.source))
         console.print(why)
 
 
