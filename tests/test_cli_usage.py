@@ -1,0 +1,62 @@
+"""Usage errors through the installed console script, the way a user types them: one line, exit 2, no traceback.
+
+Oracle: the process itself (exit status, stderr line count). Run through `bin/loraplan` next to the test's
+interpreter, so whatever click typer brings (typer >= 0.29 vendors its own as `typer._click`) is the one raising.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "loraplan"
+MODEL = "meta-llama/Llama-3.1-8B"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT.exists(), f"the console script is not installed next to {sys.executable}: pip install -e ."
+    env = {**os.environ, "COLUMNS": "80", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--bogus"], "No such option: --bogus"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["plan"], "Missing argument 'model'"),
+    (["plan", MODEL, "--rank", "abc"], "'--rank'"),
+    (["plan", MODEL, "--rank", "0"], "greater than or equal to 1"),
+    (["plan", MODEL, "--rank"], "requires an argument"),
+    (["plan", MODEL, "--bogus"], "No such option: --bogus"),
+    (["lr", MODEL, "--batch-size", "x"], "'--batch-size'"),
+    (["params", MODEL, "--rank", "-3"], "greater than or equal to 1"),
+])
+def test_usage_error_is_one_line_exit_2(args: list[str], expected: str) -> None:
+    proc = run_script(*args)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert proc.stdout == ""
+
+
+def test_bare_command_shows_help_and_exits_2() -> None:
+    proc = run_script()
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "plan" in proc.stdout + proc.stderr and "Usage" in proc.stdout + proc.stderr
+
+
+def test_version_matches_the_installed_metadata() -> None:
+    proc = run_script("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"loraplan {version('loraplan')}"
+
+
+def test_help_exits_0() -> None:
+    proc = run_script("plan", "--help")
+    assert proc.returncode == 0 and "--batch-size" in proc.stdout
