@@ -160,7 +160,7 @@ def capacity(
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="skip malformed --data records")] = False,
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="estimate --data from N records")] = None,
     rank: Annotated[int, typer.Option("--rank", "-r", min=1)] = 32,
-    rule: Annotated[str, typer.Option("--rule", help="params (seed 000) | bits (seed 003)")] = "params",
+    rule: Annotated[str, typer.Option("--rule", help="params (LoRA params >= trained tokens) | bits (2 bits per param >= --bits-per-token per token)")] = "params",
     bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0)] = 1.0,
     convention: Annotated[str, typer.Option("--convention")] = "tinker",
     targets: TargetsOpt = "all",
