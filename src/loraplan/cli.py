@@ -104,9 +104,9 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `loraplan` or a command without its arguments
             exc.show()
             sys.exit(2)
-        from loraplan.output import err_console
-
         from rich.markup import escape
+
+        from loraplan.output import err_console
 
         err_console.print(f"[bold red]error:[/] {escape(_usage_line(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code if exc.exit_code else 2)

@@ -17,8 +17,8 @@ from loraplan.rules import batch as batch_rules
 from loraplan.rules.calibration import Calibration, ModelTraits
 from loraplan.rules.capacity import CapacityResult, CapacityRule, next_power_of_two, validate_capacity
 from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, rslora_lr_factor, transfer_lr
-from loraplan.rules.numbers import fmt_number
 from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS, MAX_RANK, RSLORA_MIN_RANK
+from loraplan.rules.numbers import fmt_number
 from loraplan.rules.sources import SEED_DOCTRINE, SEED_RANK_ALPHA, SEED_RULES
 from loraplan.setup import DataSpec, LoraSpec, LossMask, Method, MethodExtras, Optimization, Schedule, TrainingSetup
 
@@ -151,7 +151,8 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder,
         low, high = defaults.lr_range
         rec.lr_rule = f"{req.method.value} working default"
         rec.set("optim.learning_rate", defaults.lr,
-                f"{req.method.value} working default (range {fmt_number(low)}-{fmt_number(high)} at rank {defaults.rank})",
+                f"{req.method.value} working default (range {fmt_number(low)}-{fmt_number(high)} at rank "
+                f"{defaults.rank})",
                 defaults.source)
         return defaults.lr
     if req.transfer_from is not None:

@@ -8,6 +8,8 @@ import typer
 
 from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
 from loraplan.output import console, emit_json, table
+from loraplan.rules.batch import MIN_SCALED_BATCH, REFERENCE_BATCH, batch_lr_factor
+from loraplan.rules.numbers import fmt_number
 
 
 def register(app: typer.Typer) -> None:
@@ -52,12 +54,17 @@ def lr(
     transfer_from: Annotated[str | None, typer.Option("--transfer-from", help="a model whose good LR you know")] = None,
     transfer_lr_value: Annotated[float | None, typer.Option("--transfer-lr", min=0.0,
                                                             help="that model's LR (with --transfer-from)")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="effective batch (sequences per optimizer "
+                                            "step, all devices); the rules were fitted at 128")] = REFERENCE_BATCH,
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recommended peak learning rate for MODEL."""
+    """Recommended peak learning rate for MODEL at --batch-size (default 128, the batch the rules were fitted at).
+
+    Examples: `loraplan lr meta-llama/Llama-3.1-8B`; `loraplan lr Qwen/Qwen3-8B --batch-size 64 --json`.
+    """
     from loraplan.calibrate.features import model_facts
-    from loraplan.errors import LoraplanError
+    from loraplan.errors import LoraplanError, UncalibratedFamilyError
     from loraplan.rules.calibration import ModelTraits, published_calibration, resolve_calibration
     from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, transfer_lr
 
@@ -80,16 +87,31 @@ def lr(
         if json_out:
             emit_json(payload)
             return
-        console.print(f"[bold]{facts.model_id}[/]: LR [bold green]{value:.3g}[/]")
+        console.print(f"[bold]{facts.model_id}[/]: LR [bold green]{fmt_number(value)}[/]", highlight=False)
         console.print(f"  {payload['rule']} (LR_B = LR_A * sqrt(params_A / params_B)); source: {TRANSFER_SOURCE}",
                       highlight=False)
         return
     cal = published_calibration() if rule == "tinker" else resolve_calibration(calibration)
     traits = ModelTraits.of(facts)
-    advice = recommend_lr(facts.family, facts.hidden_size, not full_finetune, cal, short_run, facts.total_params,
-                          facts.model_id, traits)
+    try:
+        advice = recommend_lr(facts.family, facts.hidden_size, not full_finetune, cal, short_run, facts.total_params,
+                              facts.model_id, traits)
+    except UncalibratedFamilyError as exc:
+        if rule != "tinker":
+            raise
+        covered = ", ".join(sorted(cal.rules))
+        raise UncalibratedFamilyError(
+            f"the published formula covers {covered} only, not `{facts.family}` ({facts.model_id}); use "
+            "--rule calibrated (the default: fitted on tinker-cookbook's sweep, labelled extrapolated for a family it "
+            "has no data on), --calibration FILE, or "
+            "--transfer-from MODEL --transfer-lr LR") from exc
+    factor = batch_lr_factor(batch_size)
+    value = advice.lr * factor
+    scaled = f" x sqrt({max(batch_size, MIN_SCALED_BATCH)}/{REFERENCE_BATCH}) = {factor:.3f}" if factor != 1.0 else ""
     payload = {
-        "model": facts.model_id, "lr": advice.lr, "lr_full_ft": advice.lr_full_ft,
+        "model": facts.model_id, "lr": value, "batch_size": batch_size, "lr_at_reference_batch": advice.lr,
+        "reference_batch": REFERENCE_BATCH, "batch_factor": factor, "extrapolated": advice.extrapolated,
+        "lr_full_ft": advice.lr_full_ft,
         "lora_over_full_ft": advice.lora_over_full_ft, "is_lora": advice.is_lora, "family": advice.family,
         "hidden_size": advice.hidden_size, "rule": advice.rule, "answered_by": advice.answered_by,
         "source": advice.source, "calibration": str(cal.path) if cal.path else cal.source,
@@ -99,8 +121,11 @@ def lr(
         emit_json(payload)
         return
     console.print(f"[bold]{facts.model_id}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
-                  f"LR [bold green]{advice.lr:.3g}[/]")
+                  f"LR [bold green]{fmt_number(value)}[/] at batch {batch_size}", highlight=False)
     console.print(f"  {advice.explain()}", highlight=False)
+    if scaled:
+        console.print(f"  batch {batch_size}: {fmt_number(advice.lr)}{scaled} (LR scales with sqrt(batch) "
+                      f"within 32-128; the rule was fitted at batch {REFERENCE_BATCH})", highlight=False)
     console.print(f"  model facts: {facts.source}", highlight=False)
 
 
@@ -160,7 +185,8 @@ def capacity(
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="skip malformed --data records")] = False,
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="estimate --data from N records")] = None,
     rank: Annotated[int, typer.Option("--rank", "-r", min=1)] = 32,
-    rule: Annotated[str, typer.Option("--rule", help="params (LoRA params >= trained tokens) | bits (2 bits per param >= --bits-per-token per token)")] = "params",
+    rule: Annotated[str, typer.Option("--rule", help="params (LoRA params >= trained tokens) | "
+                                      "bits (2 bits per param >= --bits-per-token x tokens)")] = "params",
     bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0)] = 1.0,
     convention: Annotated[str, typer.Option("--convention")] = "tinker",
     targets: TargetsOpt = "all",

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loraplan.errors import CalibrationError
+from loraplan.rules.numbers import fmt_number
 from loraplan.rules.sources import TINKER_HPARAMS
 
 ENV_VAR = "LORAPLAN_CALIBRATION"
@@ -101,7 +102,7 @@ class FamilyRule:
         it the text names both. With a model's traits, only the variant that applies to it.
         """
         ratio = f"{multiplier:g}" if multiplier is not None else f"{self.lora_multiplier:g} (LoRA; 1 full fine-tuning)"
-        common = f"{self.base:.4g} * {ratio}"
+        common = f"{fmt_number(self.base, 4)} * {ratio}"
         if self.exponent:
             common += f" * (2000/hidden)^{self.exponent:.4g}"
         if self.params_exponent:

@@ -32,8 +32,16 @@ SEED_DOCTRINE = f"{ARTICLE}, capacity in bits (~2 bits per parameter)"
 TINKER_HPARAMS = f"{HPARAM_UTILS} get_lr (LR = 5e-5 x 10 for LoRA x (2000/hidden)^P)"
 
 
+# Names that stand for a reference in texts written by other tools (a calibration file names its sweep file).
+ALIASES = {"tinker_cookbook_sft_sweep": CHAT_SL}
+
+
 def references_in(texts: Iterable[str]) -> list[tuple[str, str]]:
     """The references named in `texts`, in first-seen order, with their URLs."""
     joined = "\n".join(texts)
-    found = [(label, url) for label, url in REFERENCES.items() if label in joined]
-    return sorted(found, key=lambda pair: joined.index(pair[0]))
+    seen: dict[str, int] = {}
+    for name in [*REFERENCES, *ALIASES]:
+        if (at := joined.find(name)) >= 0:
+            label = ALIASES.get(name, name)
+            seen[label] = min(at, seen.get(label, at))
+    return [(label, REFERENCES[label]) for label in sorted(seen, key=seen.__getitem__)]
