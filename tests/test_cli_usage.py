@@ -60,3 +60,26 @@ def test_version_matches_the_installed_metadata() -> None:
 def test_help_exits_0() -> None:
     proc = run_script("plan", "--help")
     assert proc.returncode == 0 and "--batch-size" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["plan", MODEL, "--format", "trll"],
+     "--format must be one of peft, peft-python, trl, axolotl, llamafactory, torchtune, unsloth, tinker (got 'trll'); "
+     "did you mean trl?"),
+    (["plan", MODEL, "--task", "stf"], "did you mean sft?"),
+    (["plan", "llama-3.1-8b"], "did you mean meta-llama/Llama-3.1-8B"),
+    (["params", "Qwen3-8B"], "did you mean Qwen/Qwen3-8B"),
+])
+def test_unknown_values_list_the_valid_ones_and_the_closest(args: list[str], expected: str) -> None:
+    proc = run_script(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr
+
+
+def test_every_export_format_is_listed_by_the_format_error() -> None:
+    """Oracle: the names `plan --format` accepts are exactly the ones the error lists."""
+    from loraplan.formats import EXPORT_FORMATS, FormatError, get_format
+
+    with pytest.raises(FormatError) as info:
+        get_format("nope")
+    assert all(name in str(info.value) for name in EXPORT_FORMATS) and "peft-python" in str(info.value)

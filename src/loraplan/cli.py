@@ -83,6 +83,21 @@ def _usage_line(exc: Exception) -> str:
     return f"{message}{where}"
 
 
+def _model_hint(exc: LoraplanError) -> str:
+    """"; did you mean ..." for a model reference that resolved to nothing and is close to a catalogue id."""
+    from loraplan.errors import ModelNotFoundError
+
+    if not isinstance(exc, ModelNotFoundError):
+        return ""
+    from loraplan.commands.choices import model_suggestions
+
+    message = str(exc)
+    for token in sys.argv[1:]:
+        if not token.startswith("-") and f"{token}" in message and (close := model_suggestions(token)):
+            return f"; did you mean {' or '.join(close)}?"
+    return ""
+
+
 def main() -> None:
     """Entry point: one clear line on stderr and exit 2 for anything the user can fix; never a traceback."""
     _register()
@@ -92,7 +107,7 @@ def main() -> None:
     except LoraplanError as exc:
         from loraplan.output import err_console
 
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {exc}{_model_hint(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -179,7 +179,7 @@ def capacity(
     data: Annotated[list[str] | None, typer.Option("--data", help="count this data set instead of --tokens")] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="for --data (default: the model's)")] = None,
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="Jinja file for --data")] = None,
-    record_format: Annotated[str, typer.Option("--format", help="--data record format (see `tokens`)")] = "auto",
+    record_format: Annotated[str, typer.Option("--data-format", help="--data record layout (see `tokens`)")] = "auto",
     mask: Annotated[str, typer.Option("--mask", help="auto | assistant | last | all | completion")] = "auto",
     max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="truncate --data")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="skip malformed --data records")] = False,

@@ -62,6 +62,11 @@ def plan(
     from loraplan.rules.capacity import CapacityRule
     from loraplan.setup import Method, Schedule
 
+    from loraplan.commands.choices import choose
+    from loraplan.formats import EXPORT_FORMATS
+
+    if fmt is not None:
+        choose(fmt, EXPORT_FORMATS, "--format")
     method = _choice(Method, task, "--task")
     chosen_schedule = _choice(Schedule, schedule, "--schedule") if schedule else (
         Schedule.COSINE if fmt == "torchtune" else Schedule.LINEAR)
@@ -99,9 +104,6 @@ def plan(
 
 
 def _choice(enum: type, value: str, option: str):  # returns a member of `enum`
-    from loraplan.errors import LoraplanError
+    from loraplan.commands.choices import choose_enum
 
-    try:
-        return enum(value)
-    except ValueError:
-        raise LoraplanError(f"{option} must be one of {', '.join(m.value for m in enum)} (got {value!r})") from None
+    return choose_enum(enum, value, option)

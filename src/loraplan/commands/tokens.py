@@ -20,8 +20,8 @@ DataArg = Annotated[list[str], typer.Argument(help="files (.jsonl/.json/.parquet
 TokenizerOpt = Annotated[str | None, typer.Option("--tokenizer", "-t", help="tokenizer folder, tokenizer.json or "
                                                                              "hub id")]
 TemplateOpt = Annotated[Path | None, typer.Option("--chat-template", help="Jinja file that overrides the template")]
-FormatOpt = Annotated[str, typer.Option("--format", help="auto | messages | sharegpt | prompt-completion | alpaca "
-                                                         "| text | preference")]
+FormatOpt = Annotated[str, typer.Option("--data-format", help="record layout of DATA: auto | messages | sharegpt | "
+                                                              "prompt-completion | alpaca | text | preference")]
 MaskOpt = Annotated[str, typer.Option("--mask", help="auto | assistant | last | all | completion")]
 MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", min=1, help="truncate like the trainer")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="skip malformed records, count and report them")]
