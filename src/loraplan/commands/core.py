@@ -20,7 +20,13 @@ def register(app: typer.Typer) -> None:
 
 
 def models(json_out: JsonOpt = False) -> None:
-    """List the bundled catalogue of real model configs."""
+    """List the bundled catalogue of real model configs.
+
+    Examples:
+
+    $ loraplan models
+    $ loraplan models --json
+    """
     from loraplan.arch.sources import catalog, load_architecture
 
     rows = []
@@ -61,7 +67,10 @@ def lr(
 ) -> None:
     """Recommended peak learning rate for MODEL at --batch-size (default 128, the batch the rules were fitted at).
 
-    Examples: `loraplan lr meta-llama/Llama-3.1-8B`; `loraplan lr Qwen/Qwen3-8B --batch-size 64 --json`.
+    Examples:
+
+    $ loraplan lr meta-llama/Llama-3.1-8B
+    $ loraplan lr Qwen/Qwen3-8B --batch-size 64 --json
     """
     from loraplan.calibrate.features import model_facts
     from loraplan.errors import LoraplanError, UncalibratedFamilyError
@@ -143,7 +152,13 @@ def params(
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Exact LoRA parameter counts for MODEL, per rank and at --rank."""
+    """Exact LoRA parameter counts for MODEL, per rank and at --rank.
+
+    Examples:
+
+    $ loraplan params Qwen/Qwen3-30B-A3B --rank 8
+    $ loraplan params meta-llama/Llama-3.1-8B --targets attn
+    """
     from loraplan.arch.conventions import Convention, budget
     from loraplan.arch.sources import load_architecture
     from loraplan.errors import LoraplanError
@@ -184,16 +199,23 @@ def capacity(
     max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="truncate --data")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="skip malformed --data records")] = False,
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="estimate --data from N records")] = None,
-    rank: Annotated[int, typer.Option("--rank", "-r", min=1)] = 32,
+    rank: Annotated[int, typer.Option("--rank", "-r", min=1, help="LoRA rank to check")] = 32,
     rule: Annotated[str, typer.Option("--rule", help="params (LoRA params >= trained tokens) | "
                                       "bits (2 bits per param >= --bits-per-token x tokens)")] = "params",
-    bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0)] = 1.0,
-    convention: Annotated[str, typer.Option("--convention")] = "tinker",
+    bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0,
+                                                  help="information per trained token (--rule bits)")] = 1.0,
+    convention: Annotated[str, typer.Option("--convention", help="tinker | peft | per-expert")] = "tinker",
     targets: TargetsOpt = "all",
-    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed")] = True,
+    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed", help="adapt the unembedding (lm_head)")] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Does rank R have room for N trained tokens (--tokens N, or counted from --data)? Minimum and suggested rank."""
+    """Does rank R have room for N trained tokens (--tokens N, or counted from --data)? Minimum and suggested rank.
+
+    Examples:
+
+    $ loraplan capacity Qwen/Qwen3-8B --tokens 500000000
+    $ loraplan capacity meta-llama/Llama-3.1-8B --data examples/chat.jsonl --tokenizer examples/tokenizer
+    """
     from loraplan.arch.sources import load_architecture
     from loraplan.capacity import check_capacity
     from loraplan.errors import LoraplanError

@@ -50,7 +50,13 @@ def tokens(
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Count examples, total and trained tokens of DATA under the trainer's loss mask."""
+    """Count examples, total and trained tokens of DATA under the trainer's loss mask.
+
+    Examples:
+
+    $ loraplan tokens examples/chat.jsonl --tokenizer examples/tokenizer
+    $ loraplan tokens examples/chat.jsonl --tokenizer examples/tokenizer --mask last --max-length 1024 --json
+    """
     result = count_data(data, tokenizer, model, chat_template, record_format, mask, max_length, skip_invalid,
                         sample, show_progress=not json_out, split=split, subset=subset, seed=seed, workers=workers)
     if json_out:
