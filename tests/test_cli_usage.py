@@ -129,3 +129,16 @@ def test_help_examples_run(example: list[str], tmp_path: Path) -> None:
     allowed = {0, 1} if example[1] == "check" else {0}  # check exits 1 when it finds an error, as documented
     assert proc.returncode in allowed, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_models_table_shows_whole_ids_and_fits(columns: int) -> None:
+    """Oracle: the ids `models --json` lists each appear whole in the table, and no line passes the terminal."""
+    import json
+
+    ids = [m["model"] for m in json.loads(run_script("models", "--json").stdout)["models"]]
+    env = {**os.environ, "COLUMNS": str(columns)}
+    text = subprocess.run([str(SCRIPT), "models"], capture_output=True, text=True, timeout=60, env=env).stdout
+    assert all(model_id in text for model_id in ids)
+    assert max(len(line) for line in text.splitlines()) <= columns
+    assert ("active" in text) and (("family" in text) == (columns >= 120))

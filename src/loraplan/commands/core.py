@@ -43,7 +43,8 @@ def models(json_out: JsonOpt = False) -> None:
     console.print(table("Bundled catalogue (real config.json files)",
                         ["model", "family", "hidden", "layers", "params", "active", "experts"],
                         [[r["model"], r["family"], r["hidden_size"], r["layers"], _billions(r["total_params"]),
-                          _billions(r["active_params"]), r["experts"] or "-"] for r in rows]))
+                          _billions(r["active_params"]), r["experts"] or "-"] for r in rows],
+                        drop_first=("family", "layers", "hidden", "experts")))
 
 
 def _billions(n: int) -> str:
