@@ -44,7 +44,13 @@ def check(
     = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check a LoRA training config against the rules: placement, LR, batch, capacity, alpha/rank."""
+    """Check a LoRA training config against the rules: placement, LR, batch, capacity, alpha/rank.
+
+    Examples:
+
+    $ loraplan check examples/axolotl-attention-only.yaml
+    $ loraplan check examples/axolotl-attention-only.yaml --tokens 2000000 --fix -o fixed.yaml
+    """
     from loraplan.errors import LoraplanError
 
     try:
