@@ -1,9 +1,10 @@
 """Tinker-convention per-rank counts against tinker-cookbook's published table.
 
-Oracle: the per-rank values quoted in issue 2 and seed 000 (tinker-cookbook hyperparam_utils,
-_LORA_PARAMS_PER_RANK_BY_COMPONENT), and the SOURCES.md table of shared/model-configs, where six
-dense entries were checked against the same published table. Our counts are computed from the
-bundled config.json files, never looked up.
+Oracle: `_LORA_PARAMS_PER_RANK_BY_COMPONENT` in tinker-cookbook's tinker_cookbook/hyperparam_utils.py
+(https://github.com/thinking-machines-lab/tinker-cookbook, commit 9dfcc3a2cf44432d621a01005073dc6d76a1e87a),
+the per-rank counts the Tinker service measured. Below: every row of that table whose model is in
+loraplan's catalogue (20 of its 38). Our counts are computed from the bundled config.json files, never
+looked up.
 """
 
 from __future__ import annotations
@@ -12,19 +13,35 @@ import pytest
 
 from loraplan.arch import load_architecture
 from loraplan.arch.conventions import Component, budget
+from loraplan.arch.sources import catalog
 
 PUBLISHED = {
-    # model: (mlp_total, attn, unembed) per rank
-    "meta-llama/Llama-3.1-8B": (1_769_472, 851_968, 132_352),
+    # model: (mlp, attn, unembed) per rank, as the table gives them (its mlp = our mlp_total)
     "Qwen/Qwen3-30B-A3B": (14_450_688, 835_584, 153_984),
-    "deepseek-ai/DeepSeek-V3.1": (94_307_328, 2_440_000, 136_448),
-    "openai/gpt-oss-20b": (6_842_880, 497_664, 203_968),
-    "Qwen/Qwen3-8B": (1_769_472, 958_464, 156_032),
     "Qwen/Qwen3-32B": (5_898_240, 2_490_368, 157_056),
-    "meta-llama/Llama-3.2-1B": (491_520, 212_992, 130_304),
-    "meta-llama/Llama-3.1-70B": (8_847_360, 4_096_000, 136_448),
     "Qwen/Qwen3-4B-Instruct-2507": (1_327_104, 737_280, 154_496),
+    "Qwen/Qwen3-8B": (1_769_472, 958_464, 156_032),
+    "Qwen/Qwen3-VL-235B-A22B-Instruct": (56_598_528, 3_176_448, 156_032),
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": (14_450_688, 835_584, 153_984),
+    "Qwen/Qwen3.5-27B": (4_325_376, 2_965_504, 253_440),
+    "Qwen/Qwen3.5-35B-A3B": (16_281_600, 1_013_760, 250_368),
+    "Qwen/Qwen3.5-397B-A17B": (96_030_720, 2_841_600, 252_416),
+    "Qwen/Qwen3.6-35B-A3B": (16_281_600, 1_013_760, 250_368),
+    "deepseek-ai/DeepSeek-V3.1": (94_307_328, 2_440_000, 136_448),
+    "meta-llama/Llama-3.1-70B": (8_847_360, 4_096_000, 136_448),
+    "meta-llama/Llama-3.1-8B": (1_769_472, 851_968, 132_352),
+    "meta-llama/Llama-3.2-1B": (491_520, 212_992, 130_304),
+    "meta-llama/Llama-3.2-3B": (946_176, 573_440, 131_328),
+    "meta-llama/Llama-3.3-70B-Instruct": (8_847_360, 4_096_000, 136_448),
+    "moonshotai/Kimi-K2-Thinking": (144_583_680, 1_940_288, 171_008),
+    "moonshotai/Kimi-K2.5": (144_583_680, 1_940_288, 171_008),
+    "openai/gpt-oss-120b": (40_124_160, 746_496, 203_968),
+    "openai/gpt-oss-20b": (6_842_880, 497_664, 203_968),
 }
+
+
+def test_every_published_model_is_catalogued() -> None:
+    assert {m.lower() for m in PUBLISHED} <= set(catalog())
 
 
 @pytest.mark.parametrize("model_id", sorted(PUBLISHED))

@@ -73,7 +73,8 @@ def _linear_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
     key_dim = get_int(cfg, "linear_num_key_heads") * get_int(cfg, "linear_key_head_dim")
     v_heads = get_int(cfg, "linear_num_value_heads")
     value_dim = v_heads * get_int(cfg, "linear_value_head_dim")
-    yield Weight(f"{prefix}.in_proj_qkv", hidden, 2 * key_dim + value_dim, Role.ATTN, layer)
+    yield Weight(f"{prefix}.in_proj_qkv", hidden, 2 * key_dim + value_dim, Role.ATTN, layer,
+                 parts=(key_dim, key_dim, value_dim))
     yield Weight(f"{prefix}.in_proj_z", hidden, value_dim, Role.ATTN, layer)
     yield Weight(f"{prefix}.in_proj_b", hidden, v_heads, Role.ATTN, layer)
     yield Weight(f"{prefix}.in_proj_a", hidden, v_heads, Role.ATTN, layer)
@@ -175,6 +176,16 @@ TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3_text"})
 _NORMS_PER_LAYER = 2
 
 
+def _has_qkv_bias(cfg: Config) -> bool:
+    """Biases on q, k, v: `attention_bias`, Qwen2 always, Qwen2-MoE by `qkv_bias` (its config class defaults True)."""
+    model_type = cfg["model_type"]
+    if model_type == "qwen2":
+        return True
+    if model_type == "qwen2_moe":
+        return bool(cfg.get("qkv_bias", True))
+    return bool(cfg.get("attention_bias"))
+
+
 def _vector_params(cfg: Config, weights: list[Weight]) -> int:
     """Norm weights and biases: small, but part of an exact total."""
     hidden = get_int(cfg, "hidden_size")
@@ -189,7 +200,7 @@ def _vector_params(cfg: Config, weights: list[Weight]) -> int:
         heads_norm = 2 * _head_dim(cfg)
         full = [w for w in weights if w.leaf == "q_proj"]
         total += heads_norm * len(full)
-    if cfg.get("attention_bias") or model_type == "qwen2":
+    if _has_qkv_bias(cfg):
         total += sum(w.out_features for w in weights if w.role is Role.ATTN and w.leaf != "o_proj")
         if model_type == "gpt_oss":
             total += sum(w.out_features for w in weights if w.leaf == "o_proj")

@@ -44,8 +44,12 @@ class Component(StrEnum):
     UNEMBED = "unembed"
 
 
-# Tinker leaves the MLA up-projections out (they sit behind a low-rank bottleneck already).
-TINKER_EXCLUDED_LEAVES = frozenset({"q_b_proj", "kv_b_proj"})
+# Tinker leaves the MLA up-projections out (they sit behind a low-rank bottleneck already), and
+# the Gated DeltaNet per-head gate projections (`in_proj_a`, `in_proj_b`; fused `in_proj_ba` in
+# Qwen3-Next), whose outputs are one scalar per value head. With those out and the fused
+# `in_proj_qkv` counted as its q, k, v matrices, the count equals tinker-cookbook's published
+# per-rank table on every Qwen3.5/3.6 model it lists (tests/test_tinker_counts.py).
+TINKER_EXCLUDED_LEAVES = frozenset({"q_b_proj", "kv_b_proj", "in_proj_a", "in_proj_b", "in_proj_ba"})
 
 # Names accepted in --targets besides module names.
 TARGET_GROUPS: dict[str, frozenset[Component]] = {
@@ -94,7 +98,7 @@ class AdapterBudget:
 def component_of(weight: Weight) -> Component | None:
     """The component a weight's LoRA counts under, or None for weights no convention adapts."""
     match weight.role:
-        case Role.ATTN:
+        case Role.ATTN | Role.MIXER:  # the layer's sequence mixer, attention or state-space
             return Component.ATTN
         case Role.MLP | Role.SHARED_EXPERT:
             return Component.MLP

@@ -13,7 +13,7 @@ from typing import Any
 from loraplan.arch.builders import attention_type_of
 from loraplan.arch.config import family_of, get_int, text_config
 from loraplan.arch.model import Architecture, Kind, Role, Weight
-from loraplan.arch.roles import role_of
+from loraplan.arch.roles import require_roles, role_of
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
 _EXPERT_INDEX = re.compile(r"^(?P<prefix>.*\.experts)\.(?P<idx>\d+)\.(?P<leaf>[^.]+)$")
@@ -25,18 +25,41 @@ def layer_of(name: str) -> int | None:
 
 
 def fused_parts(leaf: str, out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
-    """Logical matrices inside a fused weight, from its leaf name and the config."""
+    """Logical matrices inside a fused weight, from its leaf name and the config.
+
+    Fused q/k/v (`qkv_proj`, Falcon's and GPT-NeoX's `query_key_value`, `Wqkv`) hold the query
+    heads and equal numbers of key and value heads, so the key/value head count follows from the
+    fused width; Gated DeltaNet inputs hold q, k (key heads) and v, z (value heads).
+    """
     if leaf in ("gate_up_proj", "w13"):
         return (out // 2, out // 2)
-    if leaf == "qkv_proj":
-        heads = cfg.get("num_attention_heads")
-        kv = cfg.get("num_key_value_heads", heads)
-        if heads and kv:
-            hd = cfg.get("head_dim") or cfg["hidden_size"] // heads
-            parts = (heads * hd, kv * hd, kv * hd)
-            if sum(parts) == out:
-                return parts
+    if leaf in ("qkv_proj", "query_key_value", "Wqkv", "qkv"):
+        return _qkv_parts(out, cfg)
+    if leaf in ("in_proj_qkv", "in_proj_qkvz"):
+        key_dim = _product(cfg, "linear_num_key_heads", "linear_key_head_dim")
+        value_dim = _product(cfg, "linear_num_value_heads", "linear_value_head_dim")
+        parts = (key_dim, key_dim, value_dim) + ((value_dim,) if leaf == "in_proj_qkvz" else ())
+        return parts if key_dim and value_dim and sum(parts) == out else ()
     return ()
+
+
+def _product(cfg: dict[str, Any], *keys: str) -> int:
+    values = [cfg.get(k) for k in keys]
+    return math.prod(values) if all(isinstance(v, int) and v > 0 for v in values) else 0
+
+
+def _qkv_parts(out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
+    hidden = cfg.get("hidden_size")
+    if not isinstance(heads, int) or not isinstance(hidden, int) or heads <= 0:
+        return ()
+    head_dim = cfg.get("head_dim") or hidden // heads
+    if not isinstance(head_dim, int) or head_dim <= 0 or out % head_dim:
+        return ()
+    kv_heads, odd = divmod(out // head_dim - heads, 2)
+    if odd or kv_heads <= 0:
+        return ()
+    return (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim)
 
 
 def expert_matrix(leaf: str, shape: tuple[int, int], hidden: int) -> tuple[int, int]:
@@ -85,7 +108,8 @@ def architecture_from_weights(
     model_id: str,
     source: str,
 ) -> Architecture:
-    """Combine read weights with config facts."""
+    """Combine read weights with config facts; every language-model linear weight must have a role."""
+    require_roles(weights, model_id)
     cfg = text_config(config)
     experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
     top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", default=0)

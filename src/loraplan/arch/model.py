@@ -15,7 +15,8 @@ from enum import StrEnum
 class Role(StrEnum):
     """What a weight does; conventions decide from the role which weights get LoRA."""
 
-    ATTN = "attn"
+    ATTN = "attn"  # softmax or linear attention (Gated DeltaNet) projections
+    MIXER = "mixer"  # state-space sequence mixers (Mamba in_proj, x_proj, dt_proj, out_proj)
     MLP = "mlp"
     EXPERT = "expert"
     SHARED_EXPERT = "shared_expert"
