@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from loraplan.arch.config import family_of, get_int, text_config
+from loraplan.arch.layouts import LAYOUTS, Layout, Mlp, QkNorm
 from loraplan.arch.model import Architecture, Kind, Role, Weight
 from loraplan.errors import UnsupportedModelError
 
@@ -24,7 +25,7 @@ def _head_dim(cfg: Config) -> int:
     return get_int(cfg, "head_dim", default=hidden // heads)
 
 
-def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False) -> Iterator[Weight]:
+def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False, o_name: str = "o_proj") -> Iterator[Weight]:
     """q, k, v, o projections (GQA/MHA); `gated_q` doubles q for an output gate (Qwen3.5)."""
     hidden = get_int(cfg, "hidden_size")
     heads = get_int(cfg, "num_attention_heads")
@@ -34,7 +35,7 @@ def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False) -> I
     yield Weight(f"{prefix}.q_proj", hidden, q_out, Role.ATTN, layer)
     yield Weight(f"{prefix}.k_proj", hidden, kv_heads * hd, Role.ATTN, layer)
     yield Weight(f"{prefix}.v_proj", hidden, kv_heads * hd, Role.ATTN, layer)
-    yield Weight(f"{prefix}.o_proj", heads * hd, hidden, Role.ATTN, layer)
+    yield Weight(f"{prefix}.{o_name}", heads * hd, hidden, Role.ATTN, layer)
 
 
 def _fused_qkv_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
@@ -107,9 +108,12 @@ def _router(hidden: int, experts: int, name: str, layer: int) -> Weight:
     return Weight(name, hidden, experts, Role.ROUTER, layer, kind=Kind.ROUTER_PARAM)
 
 
+MLA_TYPES = frozenset({"deepseek_v3", "kimi_k2", "deepseek_v2", "sarvam_mla"})
+
+
 def _is_moe_layer(cfg: Config, layer: int) -> bool:
     """Qwen-MoE / DeepSeek rules for which layers are sparse."""
-    if cfg.get("model_type") in ("deepseek_v3", "kimi_k2", "deepseek_v2"):
+    if cfg.get("model_type") in MLA_TYPES | {"glm4_moe"}:
         first_dense = get_int(cfg, "first_k_dense_replace", default=0)
         freq = get_int(cfg, "moe_layer_freq", default=1)
         return layer >= first_dense and layer % freq == 0
@@ -117,6 +121,18 @@ def _is_moe_layer(cfg: Config, layer: int) -> bool:
         return False
     step = get_int(cfg, "decoder_sparse_step", default=1)
     return (layer + 1) % step == 0
+
+
+def _dense_mlp(cfg: Config, layout: Layout, prefix: str, layer: int) -> Iterator[Weight]:
+    hidden, inter = get_int(cfg, "hidden_size"), get_int(cfg, "intermediate_size")
+    if layout.mlp is Mlp.FUSED:
+        yield from _fused_mlp(hidden, inter, prefix, layer)
+    elif layout.mlp is Mlp.PLAIN:
+        up, down = layout.plain_names
+        yield Weight(f"{prefix}.{up}", hidden, inter, Role.MLP, layer)
+        yield Weight(f"{prefix}.{down}", inter, hidden, Role.MLP, layer)
+    else:
+        yield from _gated_mlp(hidden, inter, prefix, layer)
 
 
 def _mlp_block(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
@@ -128,7 +144,7 @@ def _mlp_block(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
         return
     experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
     if not experts or not _is_moe_layer(cfg, layer):
-        yield from _gated_mlp(hidden, get_int(cfg, "intermediate_size"), prefix, layer)
+        yield from _dense_mlp(cfg, LAYOUTS.get(model_type, Layout()), prefix, layer)
         return
     inter = get_int(cfg, "moe_intermediate_size", "intermediate_size")
     if model_type == "gpt_oss":
@@ -149,7 +165,7 @@ def _mlp_block(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
 def _attention_block(cfg: Config, layer: int) -> Iterator[Weight]:
     base = f"model.layers.{layer}"
     model_type = cfg["model_type"]
-    if model_type in ("deepseek_v3", "kimi_k2", "deepseek_v2"):
+    if model_type in MLA_TYPES:
         yield from _mla_attention(cfg, f"{base}.self_attn", layer)
     elif model_type == "phi3":
         yield from _fused_qkv_attention(cfg, f"{base}.self_attn", layer)
@@ -160,13 +176,13 @@ def _attention_block(cfg: Config, layer: int) -> Iterator[Weight]:
         else:
             yield from _attention(cfg, f"{base}.self_attn", layer, gated_q=bool(cfg.get("attn_output_gate")))
     else:
-        yield from _attention(cfg, f"{base}.self_attn", layer)
+        yield from _attention(cfg, f"{base}.self_attn", layer, o_name=LAYOUTS.get(model_type, Layout()).o_name)
 
 
 SUPPORTED_MODEL_TYPES = frozenset({
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "mixtral",
     "qwen2_moe", "qwen3_moe", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_5_text",
-    "qwen3_5_moe_text", "deepseek_v3", "kimi_k2", "gpt_oss",
+    "qwen3_5_moe_text", "deepseek_v3", "kimi_k2", "gpt_oss", "deepseek_v2", "sarvam_mla", *LAYOUTS,
 })
 
 # transformers config classes whose tie_word_embeddings defaults to True when the file omits it.
@@ -186,8 +202,32 @@ def _has_qkv_bias(cfg: Config) -> bool:
     return bool(cfg.get("attention_bias"))
 
 
+def _layout_vectors(cfg: Config, layout: Layout, weights: list[Weight]) -> int:
+    """Norm weights and biases of a Layout family (see layouts.py)."""
+    hidden = get_int(cfg, "hidden_size")
+    layers = get_int(cfg, "num_hidden_layers")
+    per_norm = hidden * (2 if layout.norm_bias else 1)
+    total = per_norm * (layout.norms_per_layer * layers + 1)
+    attn = [w for w in weights if w.role is Role.ATTN]
+    if layout.qk_norm_flag(cfg) and layout.qk_norm is QkNorm.PER_HEAD:
+        total += 2 * _head_dim(cfg) * sum(1 for w in attn if w.leaf == "q_proj")
+    elif layout.qk_norm_flag(cfg) and layout.qk_norm is QkNorm.FULL:
+        total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj"))
+    if layout.qkv_bias(cfg):
+        total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj", "v_proj"))
+    if layout.o_bias(cfg):
+        total += sum(w.out_features for w in attn if w.leaf == layout.o_name)
+    if layout.mlp_bias(cfg):
+        total += sum(w.out_features for w in weights if w.role is Role.MLP)
+    if layout.lm_head_bias:
+        total += get_int(cfg, "vocab_size")
+    return total
+
+
 def _vector_params(cfg: Config, weights: list[Weight]) -> int:
     """Norm weights and biases: small, but part of an exact total."""
+    if cfg["model_type"] in LAYOUTS:
+        return _layout_vectors(cfg, LAYOUTS[cfg["model_type"]], weights)
     hidden = get_int(cfg, "hidden_size")
     layers = get_int(cfg, "num_hidden_layers")
     total = hidden * (_NORMS_PER_LAYER * layers + 1)
@@ -209,7 +249,7 @@ def _vector_params(cfg: Config, weights: list[Weight]) -> int:
         total += layers * heads  # attention sinks
         total += sum(w.out_features * w.num_experts for w in weights if w.role is Role.EXPERT)
         total += sum(w.out_features for w in weights if w.role is Role.ROUTER)
-    if model_type in ("deepseek_v3", "kimi_k2"):
+    if model_type in MLA_TYPES:
         q_rank = cfg.get("q_lora_rank") or 0
         total += layers * (q_rank + get_int(cfg, "kv_lora_rank"))  # q_a / kv_a layernorms
     if model_type.startswith("qwen3_5"):
@@ -236,11 +276,15 @@ def build_from_config(config: Config, model_id: str, source: str) -> Architectur
             "(torch, transformers) so loraplan can read it from transformers on the meta device"
         )
     cfg["model_type"] = model_type
+    layout = LAYOUTS.get(model_type, Layout())
+    switched_on = [key for key in layout.unsupported if cfg.get(key)]
+    if switched_on:
+        raise UnsupportedModelError(f"{model_id}: `{switched_on[0]}` has no built-in layout for {model_type}")
     where = f"{model_id} config"
     hidden = get_int(cfg, "hidden_size", where=where)
     layers = get_int(cfg, "num_hidden_layers", where=where)
     vocab = get_int(cfg, "vocab_size", where=where)
-    tied = bool(cfg.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT))
+    tied = bool(cfg.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT or layout.tied_default))
     weights: list[Weight] = [Weight("model.embed_tokens", vocab, hidden, Role.EMBED, kind=Kind.EMBEDDING)]
     for layer in range(layers):
         weights.extend(_attention_block(cfg, layer))
