@@ -42,6 +42,13 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], int]] = {
                                               "n_routed_experts": 64, "first_k_dense_replace": 1,
                                               "intermediate_size": 10944, "moe_intermediate_size": 1408}, 2),
     "Qwen1.5-MoE": ("Qwen2MoeConfig", {}, 2),
+    # meta-llama/Llama-4-Maverick-17B-128E: 128 experts, dense and MoE layers interleaved.
+    "Llama-4-Maverick": ("Llama4TextConfig", {"num_local_experts": 128, "interleave_moe_layer_step": 2}, 2),
+    "Llama-4-Scout": ("Llama4TextConfig", {}, 2),
+    "ERNIE-4.5-MoE": ("Ernie4_5_MoeConfig", {}, 3),
+    "ERNIE-4.5-MoE (biases)": ("Ernie4_5_MoeConfig", {"use_bias": True, "tie_word_embeddings": False}, 2),
+    "Phi-3.5-MoE": ("PhimoeConfig", {}, 2),
+    "GraniteMoE": ("GraniteMoeConfig", {}, 2),
     "Sarvam-MLA": ("SarvamMLAConfig", {}, 2),
 }
 

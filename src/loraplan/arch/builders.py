@@ -104,8 +104,8 @@ def _experts(hidden: int, inter: int, experts: int, prefix: str, layer: int) -> 
                  kind=Kind.EXPERT_PARAM)
 
 
-def _router(hidden: int, experts: int, name: str, layer: int) -> Weight:
-    return Weight(name, hidden, experts, Role.ROUTER, layer, kind=Kind.ROUTER_PARAM)
+def _router(hidden: int, experts: int, name: str, layer: int, linear: bool = False) -> Weight:
+    return Weight(name, hidden, experts, Role.ROUTER, layer, kind=Kind.LINEAR if linear else Kind.ROUTER_PARAM)
 
 
 MLA_TYPES = frozenset({"deepseek_v3", "kimi_k2", "deepseek_v2", "sarvam_mla"})
@@ -113,6 +113,16 @@ MLA_TYPES = frozenset({"deepseek_v3", "kimi_k2", "deepseek_v2", "sarvam_mla"})
 
 def _is_moe_layer(cfg: Config, layer: int) -> bool:
     """Qwen-MoE / DeepSeek rules for which layers are sparse."""
+    if isinstance(cfg.get("moe_layers"), list):  # Llama-4 lists them
+        return layer in cfg["moe_layers"]
+    if cfg.get("model_type") == "llama4_text":
+        step = get_int(cfg, "interleave_moe_layer_step", default=1)
+        return (layer + 1) % step == 0
+    if cfg.get("model_type") == "ernie4_5_moe":
+        end = get_int(cfg, "moe_layer_end_index", default=-1)
+        end = get_int(cfg, "num_hidden_layers") - 1 if end == -1 else end
+        return ((layer + 1) % get_int(cfg, "moe_layer_interval", default=1) == 0
+                and get_int(cfg, "moe_layer_start_index", default=1) <= layer <= end)
     if cfg.get("model_type") in MLA_TYPES | {"glm4_moe"}:
         first_dense = get_int(cfg, "first_k_dense_replace", default=0)
         freq = get_int(cfg, "moe_layer_freq", default=1)
@@ -124,7 +134,7 @@ def _is_moe_layer(cfg: Config, layer: int) -> bool:
 
 
 def _dense_mlp(cfg: Config, layout: Layout, prefix: str, layer: int) -> Iterator[Weight]:
-    hidden, inter = get_int(cfg, "hidden_size"), get_int(cfg, "intermediate_size")
+    hidden, inter = get_int(cfg, "hidden_size"), get_int(cfg, layout.dense_inter_key)
     if layout.mlp is Mlp.FUSED:
         yield from _fused_mlp(hidden, inter, prefix, layer)
     elif layout.mlp is Mlp.PLAIN:
@@ -142,22 +152,25 @@ def _mlp_block(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
     if model_type == "phi3":
         yield from _fused_mlp(hidden, get_int(cfg, "intermediate_size"), prefix, layer)
         return
-    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
+    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts", default=0)
+    layout = LAYOUTS.get(model_type, Layout())
     if not experts or not _is_moe_layer(cfg, layer):
-        yield from _dense_mlp(cfg, LAYOUTS.get(model_type, Layout()), prefix, layer)
+        yield from _dense_mlp(cfg, layout, prefix, layer)
         return
     inter = get_int(cfg, "moe_intermediate_size", "intermediate_size")
     if model_type == "gpt_oss":
         yield _router(hidden, experts, f"{prefix}.router", layer)
         yield from _experts(hidden, inter, experts, f"{prefix}.experts", layer)
         return
-    yield _router(hidden, experts, f"{prefix}.gate", layer)
+    yield _router(hidden, experts, f"{prefix}.{layout.router_leaf}", layer, layout.router_linear)
     yield from _experts(hidden, inter, experts, f"{prefix}.experts", layer)
+    if layout.one_shared_expert:  # Llama-4: one shared expert as wide as a routed one
+        yield from _gated_mlp(hidden, inter, f"{prefix}.shared_expert", layer, Role.SHARED_EXPERT)
     shared_inter = cfg.get("shared_expert_intermediate_size")
     if shared_inter:  # Qwen2-MoE / Qwen3.5-MoE: one shared expert with a sigmoid gate
         yield from _gated_mlp(hidden, shared_inter, f"{prefix}.shared_expert", layer, Role.SHARED_EXPERT)
         yield Weight(f"{prefix}.shared_expert_gate", hidden, 1, Role.ROUTER, layer)
-    n_shared = get_int(cfg, "n_shared_experts", default=0)
+    n_shared = get_int(cfg, layout.shared_count_key, default=0)
     if n_shared:  # DeepSeek: shared experts fused into one MLP of n_shared * moe_intermediate
         yield from _gated_mlp(hidden, inter * n_shared, f"{prefix}.shared_experts", layer, Role.SHARED_EXPERT)
 
@@ -218,9 +231,11 @@ def _layout_vectors(cfg: Config, layout: Layout, weights: list[Weight]) -> int:
     if layout.o_bias(cfg):
         total += sum(w.out_features for w in attn if w.leaf == layout.o_name)
     if layout.mlp_bias(cfg):
-        total += sum(w.out_features for w in weights if w.role is Role.MLP)
-    if layout.lm_head_bias:
+        total += sum(w.out_features for w in weights if w.role in (Role.MLP, Role.SHARED_EXPERT))
+    if layout.lm_head_bias(cfg):
         total += get_int(cfg, "vocab_size")
+    if layout.router_bias:
+        total += sum(w.out_features for w in weights if w.role is Role.ROUTER)
     return total
 
 
@@ -288,16 +303,17 @@ def build_from_config(config: Config, model_id: str, source: str) -> Architectur
     weights: list[Weight] = [Weight("model.embed_tokens", vocab, hidden, Role.EMBED, kind=Kind.EMBEDDING)]
     for layer in range(layers):
         weights.extend(_attention_block(cfg, layer))
-        weights.extend(_mlp_block(cfg, f"model.layers.{layer}.mlp", layer))
+        weights.extend(_mlp_block(cfg, f"model.layers.{layer}.{layout.mlp_module}", layer))
     weights.append(Weight("lm_head", hidden, vocab, Role.UNEMBED))
     matrix_params = sum(w.numel for w in weights if not (tied and w.role is Role.UNEMBED))
     total = matrix_params + _vector_params(cfg, weights)
-    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
-    top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", default=0)
+    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts", default=0)
+    top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", "moe_k", default=0)
     expert_params = sum(w.numel for w in weights if w.role is Role.EXPERT)
     active = total - (expert_params * (experts - top_k) // experts if experts else 0)
     attention_type = attention_type_of(cfg)
-    shared = get_int(cfg, "n_shared_experts", default=1 if cfg.get("shared_expert_intermediate_size") else 0)
+    one_shared = bool(cfg.get("shared_expert_intermediate_size")) or layout.one_shared_expert
+    shared = get_int(cfg, layout.shared_count_key, default=1 if one_shared else 0)
     return Architecture(
         model_id=model_id,
         model_type=str(outer_type or model_type),

@@ -67,7 +67,7 @@ def expert_matrix(leaf: str, shape: tuple[int, int], hidden: int) -> tuple[int, 
     a, b = shape
     if leaf in ("gate_up_proj", "w13"):
         return (hidden, b if a == hidden else a)
-    return (b, a)
+    return (a, b) if b == hidden and a != hidden else (b, a)  # Llama-4 stores down_proj as (E, inter, hidden)
 
 
 def weights_from_shapes(shapes: dict[str, tuple[int, ...]], cfg: dict[str, Any]) -> list[Weight]:
@@ -111,8 +111,8 @@ def architecture_from_weights(
     """Combine read weights with config facts; every language-model linear weight must have a role."""
     require_roles(weights, model_id)
     cfg = text_config(config)
-    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", default=0)
-    top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", default=0)
+    experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts", default=0)
+    top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", "moe_k", default=0)
     expert_params = sum(w.numel for w in weights if w.role is Role.EXPERT)
     active = total_params - (expert_params * (experts - top_k) // experts if experts else 0)
     unembed = [w for w in weights if w.role is Role.UNEMBED]

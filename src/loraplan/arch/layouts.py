@@ -55,6 +55,13 @@ class Layout:
     mlp / plain_names: the dense MLP's shape and, for a plain one, its (up, down) leaf names.
     lm_head_bias: the unembedding has a bias (Phi-2).
     tied_default: tie_word_embeddings when the config file omits it.
+    mlp_module: the feed-forward block's name in a layer (`mlp`, `feed_forward`, `block_sparse_moe`).
+    dense_inter_key: the config field giving a dense MLP's width.
+    router_leaf / router_linear: the router's name, and whether it is an nn.Linear (PEFT's
+        `all-linear` then reaches it) rather than a bare weight in a custom module.
+    router_bias: the router has a per-expert score-correction parameter (ERNIE-4.5).
+    shared_count_key: the config field giving how many shared experts are fused into one MLP.
+    one_shared_expert: a single `shared_expert` of the dense width in every MoE layer (Llama-4).
     unsupported: config fields that, when true, make a layout this table does not describe
         (the model is then read on the meta device instead).
     """
@@ -69,9 +76,16 @@ class Layout:
     norm_bias: bool = False
     mlp: Mlp = Mlp.GATED
     plain_names: tuple[str, str] = ("up_proj", "down_proj")
-    lm_head_bias: bool = False
+    lm_head_bias: Flag = NEVER
     tied_default: bool = False
     unsupported: tuple[str, ...] = ()
+    mlp_module: str = "mlp"
+    dense_inter_key: str = "intermediate_size"
+    router_leaf: str = "gate"
+    router_linear: bool = False
+    router_bias: bool = False
+    shared_count_key: str = "n_shared_experts"
+    one_shared_expert: bool = False
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -89,6 +103,14 @@ LAYOUTS: dict[str, Layout] = {
                          mlp=Mlp.PLAIN, plain_names=("c_fc", "c_proj"), mlp_bias=Flag("use_bias", True),
                          tied_default=True),
     "phi": Layout(o_name="dense", qkv_bias=ALWAYS, o_bias=ALWAYS, norms_per_layer=1, norm_bias=True,
-                  mlp=Mlp.PLAIN, plain_names=("fc1", "fc2"), mlp_bias=ALWAYS, lm_head_bias=True,
+                  mlp=Mlp.PLAIN, plain_names=("fc1", "fc2"), mlp_bias=ALWAYS, lm_head_bias=ALWAYS,
                   unsupported=("qk_layernorm",)),
+    "llama4_text": Layout(mlp_module="feed_forward", dense_inter_key="intermediate_size_mlp", router_leaf="router",
+                          router_linear=True, one_shared_expert=True),
+    "ernie4_5_moe": Layout(qkv_bias=Flag("use_bias", False), o_bias=Flag("use_bias", False),
+                           mlp_bias=Flag("use_bias", False), lm_head_bias=Flag("use_bias", False), tied_default=True,
+                           router_bias=True, shared_count_key="moe_num_shared_experts"),
+    "phimoe": Layout(norm_bias=True, lm_head_bias=Flag("lm_head_bias", False), router_leaf="router",
+                     router_linear=True),
+    "granitemoe": Layout(mlp_module="block_sparse_moe", router_leaf="router"),
 }
