@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from loraplan.arch.config import family_of, get_int, text_config
-from loraplan.arch.layouts import LAYOUTS, Layout, Mlp, QkNorm
+from loraplan.arch.config import family_of, get_int, head_dim_of, text_config
+from loraplan.arch.layouts import LAYOUTS, MLA_TYPES, Layout, Mlp
 from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.arch.vectors import vector_params
 from loraplan.errors import UnsupportedModelError
 
 Config = dict[str, Any]
-
-
-def _head_dim(cfg: Config) -> int:
-    hidden = get_int(cfg, "hidden_size")
-    heads = get_int(cfg, "num_attention_heads")
-    return get_int(cfg, "head_dim", default=hidden // heads)
 
 
 def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False, o_name: str = "o_proj") -> Iterator[Weight]:
@@ -30,7 +25,7 @@ def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False, o_na
     hidden = get_int(cfg, "hidden_size")
     heads = get_int(cfg, "num_attention_heads")
     kv_heads = get_int(cfg, "num_key_value_heads", default=heads)
-    hd = _head_dim(cfg)
+    hd = head_dim_of(cfg)
     q_out = heads * hd * (2 if gated_q else 1)
     yield Weight(f"{prefix}.q_proj", hidden, q_out, Role.ATTN, layer)
     yield Weight(f"{prefix}.k_proj", hidden, kv_heads * hd, Role.ATTN, layer)
@@ -43,7 +38,7 @@ def _fused_qkv_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weigh
     hidden = get_int(cfg, "hidden_size")
     heads = get_int(cfg, "num_attention_heads")
     kv_heads = get_int(cfg, "num_key_value_heads", default=heads)
-    hd = _head_dim(cfg)
+    hd = head_dim_of(cfg)
     parts = (heads * hd, kv_heads * hd, kv_heads * hd)
     yield Weight(f"{prefix}.qkv_proj", hidden, sum(parts), Role.ATTN, layer, parts=parts)
     yield Weight(f"{prefix}.o_proj", heads * hd, hidden, Role.ATTN, layer)
@@ -106,9 +101,6 @@ def _experts(hidden: int, inter: int, experts: int, prefix: str, layer: int) -> 
 
 def _router(hidden: int, experts: int, name: str, layer: int, linear: bool = False) -> Weight:
     return Weight(name, hidden, experts, Role.ROUTER, layer, kind=Kind.LINEAR if linear else Kind.ROUTER_PARAM)
-
-
-MLA_TYPES = frozenset({"deepseek_v3", "kimi_k2", "deepseek_v2", "sarvam_mla"})
 
 
 def _is_moe_layer(cfg: Config, layer: int) -> bool:
@@ -201,83 +193,6 @@ SUPPORTED_MODEL_TYPES = frozenset({
 # transformers config classes whose tie_word_embeddings defaults to True when the file omits it.
 TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3_text"})
 
-# Non-matrix parameters per layer (norms) for the total count; biases are added where configs say.
-_NORMS_PER_LAYER = 2
-
-
-def _has_qkv_bias(cfg: Config) -> bool:
-    """Biases on q, k, v: `attention_bias`, Qwen2 always, Qwen2-MoE by `qkv_bias` (its config class defaults True)."""
-    model_type = cfg["model_type"]
-    if model_type == "qwen2":
-        return True
-    if model_type == "qwen2_moe":
-        return bool(cfg.get("qkv_bias", True))
-    return bool(cfg.get("attention_bias"))
-
-
-def _layout_vectors(cfg: Config, layout: Layout, weights: list[Weight]) -> int:
-    """Norm weights and biases of a Layout family (see layouts.py)."""
-    hidden = get_int(cfg, "hidden_size")
-    layers = get_int(cfg, "num_hidden_layers")
-    per_norm = hidden * (2 if layout.norm_bias else 1)
-    total = per_norm * (layout.norms_per_layer * layers + 1)
-    attn = [w for w in weights if w.role is Role.ATTN]
-    if layout.qk_norm_flag(cfg) and layout.qk_norm is QkNorm.PER_HEAD:
-        total += 2 * _head_dim(cfg) * sum(1 for w in attn if w.leaf == "q_proj")
-    elif layout.qk_norm_flag(cfg) and layout.qk_norm is QkNorm.FULL:
-        total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj"))
-    if layout.qkv_bias(cfg):
-        total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj", "v_proj"))
-    if layout.o_bias(cfg):
-        total += sum(w.out_features for w in attn if w.leaf == layout.o_name)
-    if layout.mlp_bias(cfg):
-        total += sum(w.out_features for w in weights if w.role in (Role.MLP, Role.SHARED_EXPERT))
-    if layout.lm_head_bias(cfg):
-        total += get_int(cfg, "vocab_size")
-    if layout.router_bias:
-        total += sum(w.out_features for w in weights if w.role is Role.ROUTER)
-    return total
-
-
-def _vector_params(cfg: Config, weights: list[Weight]) -> int:
-    """Norm weights and biases: small, but part of an exact total."""
-    if cfg["model_type"] in LAYOUTS:
-        return _layout_vectors(cfg, LAYOUTS[cfg["model_type"]], weights)
-    hidden = get_int(cfg, "hidden_size")
-    layers = get_int(cfg, "num_hidden_layers")
-    total = hidden * (_NORMS_PER_LAYER * layers + 1)
-    model_type = cfg["model_type"]
-    if model_type in ("gemma2", "gemma3_text"):
-        total += 2 * hidden * layers  # pre/post feed-forward norms
-    if model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_vl_text", "qwen3_vl_moe_text") or (
-        model_type.startswith("qwen3_5")
-    ):
-        heads_norm = 2 * _head_dim(cfg)
-        full = [w for w in weights if w.leaf == "q_proj"]
-        total += heads_norm * len(full)
-    if _has_qkv_bias(cfg):
-        total += sum(w.out_features for w in weights if w.role is Role.ATTN and w.leaf != "o_proj")
-        if model_type == "gpt_oss":
-            total += sum(w.out_features for w in weights if w.leaf == "o_proj")
-    if model_type == "gpt_oss":
-        heads = get_int(cfg, "num_attention_heads")
-        total += layers * heads  # attention sinks
-        total += sum(w.out_features * w.num_experts for w in weights if w.role is Role.EXPERT)
-        total += sum(w.out_features for w in weights if w.role is Role.ROUTER)
-    if model_type in MLA_TYPES:
-        q_rank = cfg.get("q_lora_rank") or 0
-        total += layers * (q_rank + get_int(cfg, "kv_lora_rank"))  # q_a / kv_a layernorms
-    if model_type.startswith("qwen3_5"):
-        v_heads = get_int(cfg, "linear_num_value_heads", default=0)
-        linear_layers = sum(1 for w in weights if w.leaf == "in_proj_qkv")
-        conv_dim = 2 * get_int(cfg, "linear_num_key_heads", default=0) * get_int(
-            cfg, "linear_key_head_dim", default=0
-        ) + v_heads * get_int(cfg, "linear_value_head_dim", default=0)
-        kernel = get_int(cfg, "linear_conv_kernel_dim", default=0)
-        total += linear_layers * (2 * v_heads + conv_dim * kernel + get_int(cfg, "linear_value_head_dim", default=0))
-    return total
-
-
 def build_from_config(config: Config, model_id: str, source: str) -> Architecture:
     """The Architecture of a config whose model_type loraplan knows; else UnsupportedModelError."""
     outer_type = config.get("model_type")
@@ -306,7 +221,7 @@ def build_from_config(config: Config, model_id: str, source: str) -> Architectur
         weights.extend(_mlp_block(cfg, f"model.layers.{layer}.{layout.mlp_module}", layer))
     weights.append(Weight("lm_head", hidden, vocab, Role.UNEMBED))
     matrix_params = sum(w.numel for w in weights if not (tied and w.role is Role.UNEMBED))
-    total = matrix_params + _vector_params(cfg, weights)
+    total = matrix_params + vector_params(cfg, weights)
     experts = get_int(cfg, "num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts", default=0)
     top_k = get_int(cfg, "num_experts_per_tok", "experts_per_token", "moe_k", default=0)
     expert_params = sum(w.numel for w in weights if w.role is Role.EXPERT)

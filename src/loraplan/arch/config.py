@@ -74,3 +74,10 @@ def get_int(cfg: dict[str, Any], *keys: str, default: int | None = None, where: 
     if default is not None:
         return default
     raise ConfigError(f"{where}: missing field `{keys[0]}`")
+
+
+def head_dim_of(cfg: dict[str, Any]) -> int:
+    """Per-head width: `head_dim` when the config gives it, else hidden_size / num_attention_heads."""
+    hidden = get_int(cfg, "hidden_size")
+    heads = get_int(cfg, "num_attention_heads")
+    return get_int(cfg, "head_dim", default=hidden // heads)

@@ -27,6 +27,9 @@ class Flag:
         return self.default if value is None else bool(value)
 
 
+# Multi-head latent attention (DeepSeek-V2/V3 layout): low-rank q and kv with up-projections.
+MLA_TYPES = frozenset({"deepseek_v3", "kimi_k2", "deepseek_v2", "sarvam_mla"})
+
 ALWAYS = Flag("", True)
 NEVER = Flag("", False)
 
