@@ -49,6 +49,12 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], int]] = {
     "ERNIE-4.5-MoE (biases)": ("Ernie4_5_MoeConfig", {"use_bias": True, "tie_word_embeddings": False}, 2),
     "Phi-3.5-MoE": ("PhimoeConfig", {}, 2),
     "GraniteMoE": ("GraniteMoeConfig", {}, 2),
+    "Qwen3-Next": ("Qwen3NextConfig", {}, 4),  # three Gated DeltaNet layers, then full attention
+    "GPT-NeoX-20B": ("GPTNeoXConfig", {}, 2),
+    # EleutherAI/pythia-1b
+    "Pythia-1B": ("GPTNeoXConfig", {"hidden_size": 2048, "num_attention_heads": 8, "intermediate_size": 8192,
+                                    "vocab_size": 50304}, 2),
+    "Falcon-7B": ("FalconConfig", {}, 2),
     "Sarvam-MLA": ("SarvamMLAConfig", {}, 2),
 }
 
@@ -117,3 +123,22 @@ def test_sarvam_105b_is_built_without_torch() -> None:
     arch = build_from_config(transformers.SarvamMLAConfig().to_dict(), "sarvamai/sarvam-105b", "test")
     assert arch.total_params == 106_031_763_456  # transformers on the meta device (PEFT's base count)
     assert budget(arch, "peft", "all-linear").params(16) == 1_458_075_648
+
+
+def test_qwen3_next_layer_kinds_follow_full_attention_interval() -> None:
+    """A hub config.json gives `full_attention_interval`, not `layer_types`; both mean the same layers."""
+    config = _config("Qwen3-Next")
+    hub_style = {k: v for k, v in config.items() if k != "layer_types"} | {"full_attention_interval": 4}
+    assert _signature(build_from_config(hub_style, "q", "t")) == _signature(build_from_config(config, "q", "t"))
+
+
+def test_qwen3_next_tinker_splits_qkvz_and_leaves_the_ba_gates_out() -> None:
+    cfg = _config("Qwen3-Next")
+    arch = build_from_config(cfg, "Qwen3-Next", "test")
+    hidden = cfg["hidden_size"]
+    key_dim = cfg["linear_num_key_heads"] * cfg["linear_key_head_dim"]
+    value_dim = cfg["linear_num_value_heads"] * cfg["linear_value_head_dim"]
+    linear_layer = 4 * hidden + 2 * key_dim + 2 * value_dim + (value_dim + hidden)  # q, k, v, z; out_proj
+    heads, kv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    full_layer = (hidden + 2 * heads * hd) + 2 * (hidden + kv * hd) + (heads * hd + hidden)
+    assert budget(arch, "tinker", "attn", unembed=False).per_rank_total == 3 * linear_layer + full_layer

@@ -33,15 +33,18 @@ def _attention(cfg: Config, prefix: str, layer: int, gated_q: bool = False, o_na
     yield Weight(f"{prefix}.{o_name}", heads * hd, hidden, Role.ATTN, layer)
 
 
-def _fused_qkv_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
-    """Phi-3 style: one `qkv_proj` holding q, k and v, then `o_proj`."""
+def _fused_qkv_attention(cfg: Config, prefix: str, layer: int, leaf: str = "qkv_proj",
+                         o_name: str = "o_proj") -> Iterator[Weight]:
+    """One weight holding q, k and v (Phi-3 `qkv_proj`, GPT-NeoX and Falcon `query_key_value`), then the output."""
     hidden = get_int(cfg, "hidden_size")
     heads = get_int(cfg, "num_attention_heads")
     kv_heads = get_int(cfg, "num_key_value_heads", default=heads)
+    if cfg["model_type"] == "falcon":  # Falcon-7B style: one shared k/v head unless multi_query is off
+        kv_heads = 1 if cfg.get("multi_query", True) else heads
     hd = head_dim_of(cfg)
     parts = (heads * hd, kv_heads * hd, kv_heads * hd)
-    yield Weight(f"{prefix}.qkv_proj", hidden, sum(parts), Role.ATTN, layer, parts=parts)
-    yield Weight(f"{prefix}.o_proj", heads * hd, hidden, Role.ATTN, layer)
+    yield Weight(f"{prefix}.{leaf}", hidden, sum(parts), Role.ATTN, layer, parts=parts)
+    yield Weight(f"{prefix}.{o_name}", heads * hd, hidden, Role.ATTN, layer)
 
 
 def _mla_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
@@ -64,17 +67,31 @@ def _mla_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
 
 
 def _linear_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
-    """Qwen3.5 Gated DeltaNet: split input projections, one output projection."""
+    """Gated DeltaNet: Qwen3.5 splits the input projections, Qwen3-Next fuses them (qkvz, ba)."""
     hidden = get_int(cfg, "hidden_size")
     key_dim = get_int(cfg, "linear_num_key_heads") * get_int(cfg, "linear_key_head_dim")
     v_heads = get_int(cfg, "linear_num_value_heads")
     value_dim = v_heads * get_int(cfg, "linear_value_head_dim")
-    yield Weight(f"{prefix}.in_proj_qkv", hidden, 2 * key_dim + value_dim, Role.ATTN, layer,
-                 parts=(key_dim, key_dim, value_dim))
-    yield Weight(f"{prefix}.in_proj_z", hidden, value_dim, Role.ATTN, layer)
-    yield Weight(f"{prefix}.in_proj_b", hidden, v_heads, Role.ATTN, layer)
-    yield Weight(f"{prefix}.in_proj_a", hidden, v_heads, Role.ATTN, layer)
+    if cfg["model_type"] == "qwen3_next":
+        parts = (key_dim, key_dim, value_dim, value_dim)
+        yield Weight(f"{prefix}.in_proj_qkvz", hidden, sum(parts), Role.ATTN, layer, parts=parts)
+        yield Weight(f"{prefix}.in_proj_ba", hidden, 2 * v_heads, Role.ATTN, layer)
+    else:
+        yield Weight(f"{prefix}.in_proj_qkv", hidden, 2 * key_dim + value_dim, Role.ATTN, layer,
+                     parts=(key_dim, key_dim, value_dim))
+        yield Weight(f"{prefix}.in_proj_z", hidden, value_dim, Role.ATTN, layer)
+        yield Weight(f"{prefix}.in_proj_b", hidden, v_heads, Role.ATTN, layer)
+        yield Weight(f"{prefix}.in_proj_a", hidden, v_heads, Role.ATTN, layer)
     yield Weight(f"{prefix}.out_proj", value_dim, hidden, Role.ATTN, layer)
+
+
+def is_linear_attention_layer(cfg: Config, layer: int) -> bool:
+    """From `layer_types`, else Qwen3-Next's `full_attention_interval` (every n-th layer is full attention)."""
+    kinds = cfg.get("layer_types")
+    if isinstance(kinds, list) and kinds:
+        return layer < len(kinds) and kinds[layer] == "linear_attention"
+    interval = cfg.get("full_attention_interval")
+    return isinstance(interval, int) and interval > 0 and (layer + 1) % interval != 0
 
 
 def _gated_mlp(hidden: int, inter: int, prefix: str, layer: int, role: Role = Role.MLP) -> Iterator[Weight]:
@@ -126,7 +143,8 @@ def _is_moe_layer(cfg: Config, layer: int) -> bool:
 
 
 def _dense_mlp(cfg: Config, layout: Layout, prefix: str, layer: int) -> Iterator[Weight]:
-    hidden, inter = get_int(cfg, "hidden_size"), get_int(cfg, layout.dense_inter_key)
+    hidden = get_int(cfg, "hidden_size")
+    inter = get_int(cfg, layout.dense_inter_key, default=4 * hidden if layout.mlp is Mlp.PLAIN else None)
     if layout.mlp is Mlp.FUSED:
         yield from _fused_mlp(hidden, inter, prefix, layer)
     elif layout.mlp is Mlp.PLAIN:
@@ -167,27 +185,29 @@ def _mlp_block(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
         yield from _gated_mlp(hidden, inter * n_shared, f"{prefix}.shared_experts", layer, Role.SHARED_EXPERT)
 
 
-def _attention_block(cfg: Config, layer: int) -> Iterator[Weight]:
-    base = f"model.layers.{layer}"
+def _attention_block(cfg: Config, layer: int, layout: Layout) -> Iterator[Weight]:
+    base = f"{layout.layers_prefix}.{layer}"
     model_type = cfg["model_type"]
     if model_type in MLA_TYPES:
         yield from _mla_attention(cfg, f"{base}.self_attn", layer)
     elif model_type == "phi3":
         yield from _fused_qkv_attention(cfg, f"{base}.self_attn", layer)
-    elif model_type.startswith("qwen3_5"):
-        kinds = cfg.get("layer_types") or []
-        if layer < len(kinds) and kinds[layer] == "linear_attention":
+    elif model_type.startswith("qwen3_5") or model_type == "qwen3_next":
+        if is_linear_attention_layer(cfg, layer):
             yield from _linear_attention(cfg, f"{base}.linear_attn", layer)
-        else:
-            yield from _attention(cfg, f"{base}.self_attn", layer, gated_q=bool(cfg.get("attn_output_gate")))
+        else:  # Qwen3-Next always gates its attention output through a doubled q_proj
+            gated = bool(cfg.get("attn_output_gate", model_type == "qwen3_next"))
+            yield from _attention(cfg, f"{base}.self_attn", layer, gated_q=gated)
+    elif layout.fused_qkv:
+        yield from _fused_qkv_attention(cfg, f"{base}.{layout.attn_module}", layer, layout.fused_qkv, layout.o_name)
     else:
-        yield from _attention(cfg, f"{base}.self_attn", layer, o_name=LAYOUTS.get(model_type, Layout()).o_name)
+        yield from _attention(cfg, f"{base}.{layout.attn_module}", layer, o_name=layout.o_name)
 
 
 SUPPORTED_MODEL_TYPES = frozenset({
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "mixtral",
     "qwen2_moe", "qwen3_moe", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_5_text",
-    "qwen3_5_moe_text", "deepseek_v3", "kimi_k2", "gpt_oss", "deepseek_v2", "sarvam_mla", *LAYOUTS,
+    "qwen3_5_moe_text", "deepseek_v3", "kimi_k2", "gpt_oss", "deepseek_v2", "sarvam_mla", "qwen3_next", *LAYOUTS,
 })
 
 # transformers config classes whose tie_word_embeddings defaults to True when the file omits it.
@@ -208,6 +228,7 @@ def build_from_config(config: Config, model_id: str, source: str) -> Architectur
     cfg["model_type"] = model_type
     layout = LAYOUTS.get(model_type, Layout())
     switched_on = [key for key in layout.unsupported if cfg.get(key)]
+    switched_on += [flag.key for flag in layout.requires if not flag(cfg)]
     if switched_on:
         raise UnsupportedModelError(f"{model_id}: `{switched_on[0]}` has no built-in layout for {model_type}")
     where = f"{model_id} config"
@@ -215,10 +236,10 @@ def build_from_config(config: Config, model_id: str, source: str) -> Architectur
     layers = get_int(cfg, "num_hidden_layers", where=where)
     vocab = get_int(cfg, "vocab_size", where=where)
     tied = bool(cfg.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT or layout.tied_default))
-    weights: list[Weight] = [Weight("model.embed_tokens", vocab, hidden, Role.EMBED, kind=Kind.EMBEDDING)]
+    weights: list[Weight] = [Weight(layout.embed_name, vocab, hidden, Role.EMBED, kind=Kind.EMBEDDING)]
     for layer in range(layers):
-        weights.extend(_attention_block(cfg, layer))
-        weights.extend(_mlp_block(cfg, f"model.layers.{layer}.{layout.mlp_module}", layer))
+        weights.extend(_attention_block(cfg, layer, layout))
+        weights.extend(_mlp_block(cfg, f"{layout.layers_prefix}.{layer}.{layout.mlp_module}", layer))
     weights.append(Weight("lm_head", hidden, vocab, Role.UNEMBED))
     matrix_params = sum(w.numel for w in weights if not (tied and w.role is Role.UNEMBED))
     total = matrix_params + vector_params(cfg, weights)

@@ -65,8 +65,11 @@ class Layout:
     router_bias: the router has a per-expert score-correction parameter (ERNIE-4.5).
     shared_count_key: the config field giving how many shared experts are fused into one MLP.
     one_shared_expert: a single `shared_expert` of the dense width in every MoE layer (Llama-4).
-    unsupported: config fields that, when true, make a layout this table does not describe
-        (the model is then read on the meta device instead).
+    unsupported / requires: config fields that, when true / when false, make a layout this
+        table does not describe (the model is then read on the meta device instead).
+    layers_prefix, embed_name, attn_module: where the decoder layers, the embedding and the
+        attention block live (`transformer.h`, `gpt_neox.embed_in`, `self_attention`).
+    fused_qkv: leaf name of a single q/k/v projection, empty when they are separate.
     """
 
     o_name: str = "o_proj"
@@ -82,6 +85,11 @@ class Layout:
     lm_head_bias: Flag = NEVER
     tied_default: bool = False
     unsupported: tuple[str, ...] = ()
+    requires: tuple[Flag, ...] = ()
+    layers_prefix: str = "model.layers"
+    embed_name: str = "model.embed_tokens"
+    attn_module: str = "self_attn"
+    fused_qkv: str = ""
     mlp_module: str = "mlp"
     dense_inter_key: str = "intermediate_size"
     router_leaf: str = "gate"
@@ -116,4 +124,14 @@ LAYOUTS: dict[str, Layout] = {
     "phimoe": Layout(norm_bias=True, lm_head_bias=Flag("lm_head_bias", False), router_leaf="router",
                      router_linear=True),
     "granitemoe": Layout(mlp_module="block_sparse_moe", router_leaf="router"),
+    "gpt_neox": Layout(layers_prefix="gpt_neox.layers", embed_name="gpt_neox.embed_in", attn_module="attention",
+                       fused_qkv="query_key_value", o_name="dense", qkv_bias=Flag("attention_bias", True),
+                       o_bias=Flag("attention_bias", True), norm_bias=True, mlp=Mlp.PLAIN,
+                       plain_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias=ALWAYS),
+    "falcon": Layout(layers_prefix="transformer.h", embed_name="transformer.word_embeddings",
+                     attn_module="self_attention", fused_qkv="query_key_value", o_name="dense",
+                     qkv_bias=Flag("bias", False), o_bias=Flag("bias", False), norms_per_layer=1, norm_bias=True,
+                     mlp=Mlp.PLAIN, plain_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias=Flag("bias", False),
+                     dense_inter_key="ffn_hidden_size", tied_default=True,
+                     unsupported=("new_decoder_architecture",), requires=(Flag("parallel_attn", True),)),
 }

@@ -40,7 +40,7 @@ def _layout_vectors(cfg: Config, layout: Layout, weights: list[Weight]) -> int:
     elif layout.qk_norm_flag(cfg) and layout.qk_norm is QkNorm.FULL:
         total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj"))
     if layout.qkv_bias(cfg):
-        total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj", "v_proj"))
+        total += sum(w.out_features for w in attn if w.leaf in ("q_proj", "k_proj", "v_proj", layout.fused_qkv))
     if layout.o_bias(cfg):
         total += sum(w.out_features for w in attn if w.leaf == layout.o_name)
     if layout.mlp_bias(cfg):
@@ -62,7 +62,7 @@ def vector_params(cfg: Config, weights: list[Weight]) -> int:
     model_type = cfg["model_type"]
     if model_type in ("gemma2", "gemma3_text"):
         total += 2 * hidden * layers  # pre/post feed-forward norms
-    if model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_vl_text", "qwen3_vl_moe_text") or (
+    if model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_next") or (
         model_type.startswith("qwen3_5")
     ):
         heads_norm = 2 * head_dim_of(cfg)
@@ -80,9 +80,9 @@ def vector_params(cfg: Config, weights: list[Weight]) -> int:
     if model_type in MLA_TYPES:
         q_rank = cfg.get("q_lora_rank") or 0
         total += layers * (q_rank + get_int(cfg, "kv_lora_rank"))  # q_a / kv_a layernorms
-    if model_type.startswith("qwen3_5"):
+    if model_type.startswith("qwen3_5") or model_type == "qwen3_next":  # dt_bias, A_log, conv1d, norm
         v_heads = get_int(cfg, "linear_num_value_heads", default=0)
-        linear_layers = sum(1 for w in weights if w.leaf == "in_proj_qkv")
+        linear_layers = sum(1 for w in weights if w.leaf in ("in_proj_qkv", "in_proj_qkvz"))
         conv_dim = 2 * get_int(cfg, "linear_num_key_heads", default=0) * get_int(
             cfg, "linear_key_head_dim", default=0
         ) + v_heads * get_int(cfg, "linear_value_head_dim", default=0)
