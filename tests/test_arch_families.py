@@ -55,6 +55,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], int]] = {
     "Pythia-1B": ("GPTNeoXConfig", {"hidden_size": 2048, "num_attention_heads": 8, "intermediate_size": 8192,
                                     "vocab_size": 50304}, 2),
     "Falcon-7B": ("FalconConfig", {}, 2),
+    "Jamba-v0.1": ("JambaConfig", {}, 8),  # Mamba layers, one attention layer, MoE every other layer
     "Sarvam-MLA": ("SarvamMLAConfig", {}, 2),
 }
 

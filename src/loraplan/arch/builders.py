@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from loraplan.arch.config import family_of, get_int, head_dim_of, text_config
+from loraplan.arch.config import family_of, get_int, head_dim_of, mamba_dims, text_config
 from loraplan.arch.layouts import LAYOUTS, MLA_TYPES, Layout, Mlp
 from loraplan.arch.model import Architecture, Kind, Role, Weight
 from loraplan.arch.vectors import vector_params
@@ -85,6 +85,20 @@ def _linear_attention(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
     yield Weight(f"{prefix}.out_proj", value_dim, hidden, Role.ATTN, layer)
 
 
+def _mamba_mixer(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
+    """Jamba's Mamba block: in_proj (x and gate), x_proj (dt, B, C), dt_proj, out_proj."""
+    hidden = get_int(cfg, "hidden_size")
+    inner, dt_rank, state = mamba_dims(cfg)
+    yield Weight(f"{prefix}.in_proj", hidden, 2 * inner, Role.MIXER, layer)
+    yield Weight(f"{prefix}.x_proj", inner, dt_rank + 2 * state, Role.MIXER, layer)
+    yield Weight(f"{prefix}.dt_proj", dt_rank, inner, Role.MIXER, layer)
+    yield Weight(f"{prefix}.out_proj", inner, hidden, Role.MIXER, layer)
+
+
+def _is_jamba_attention(cfg: Config, layer: int) -> bool:
+    return layer % get_int(cfg, "attn_layer_period", default=8) == get_int(cfg, "attn_layer_offset", default=4)
+
+
 def is_linear_attention_layer(cfg: Config, layer: int) -> bool:
     """From `layer_types`, else Qwen3-Next's `full_attention_interval` (every n-th layer is full attention)."""
     kinds = cfg.get("layer_types")
@@ -124,6 +138,9 @@ def _is_moe_layer(cfg: Config, layer: int) -> bool:
     """Qwen-MoE / DeepSeek rules for which layers are sparse."""
     if isinstance(cfg.get("moe_layers"), list):  # Llama-4 lists them
         return layer in cfg["moe_layers"]
+    if cfg.get("model_type") == "jamba":
+        period = get_int(cfg, "expert_layer_period", default=2)
+        return layer % period == get_int(cfg, "expert_layer_offset", default=1)
     if cfg.get("model_type") == "llama4_text":
         step = get_int(cfg, "interleave_moe_layer_step", default=1)
         return (layer + 1) % step == 0
@@ -198,6 +215,8 @@ def _attention_block(cfg: Config, layer: int, layout: Layout) -> Iterator[Weight
         else:  # Qwen3-Next always gates its attention output through a doubled q_proj
             gated = bool(cfg.get("attn_output_gate", model_type == "qwen3_next"))
             yield from _attention(cfg, f"{base}.self_attn", layer, gated_q=gated)
+    elif model_type == "jamba" and not _is_jamba_attention(cfg, layer):
+        yield from _mamba_mixer(cfg, f"{base}.mamba", layer)
     elif layout.fused_qkv:
         yield from _fused_qkv_attention(cfg, f"{base}.{layout.attn_module}", layer, layout.fused_qkv, layout.o_name)
     else:

@@ -124,6 +124,7 @@ LAYOUTS: dict[str, Layout] = {
     "phimoe": Layout(norm_bias=True, lm_head_bias=Flag("lm_head_bias", False), router_leaf="router",
                      router_linear=True),
     "granitemoe": Layout(mlp_module="block_sparse_moe", router_leaf="router"),
+    "jamba": Layout(mlp_module="feed_forward", router_leaf="router"),
     "gpt_neox": Layout(layers_prefix="gpt_neox.layers", embed_name="gpt_neox.embed_in", attn_module="attention",
                        fused_qkv="query_key_value", o_name="dense", qkv_bias=Flag("attention_bias", True),
                        o_bias=Flag("attention_bias", True), norm_bias=True, mlp=Mlp.PLAIN,

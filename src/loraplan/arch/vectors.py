@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loraplan.arch.config import get_int, head_dim_of
+from loraplan.arch.config import get_int, head_dim_of, mamba_dims
 from loraplan.arch.layouts import LAYOUTS, MLA_TYPES, Layout, QkNorm
 from loraplan.arch.model import Role, Weight
 
@@ -47,8 +47,22 @@ def _layout_vectors(cfg: Config, layout: Layout, weights: list[Weight]) -> int:
         total += sum(w.out_features for w in weights if w.role in (Role.MLP, Role.SHARED_EXPERT))
     if layout.lm_head_bias(cfg):
         total += get_int(cfg, "vocab_size")
+    mamba_layers = sum(1 for w in weights if w.leaf == "x_proj" and w.role is Role.MIXER)
+    if mamba_layers:
+        total += mamba_layers * _mamba_vectors(cfg)
     if layout.router_bias:
         total += sum(w.out_features for w in weights if w.role is Role.ROUTER)
+    return total
+
+
+def _mamba_vectors(cfg: Config) -> int:
+    """One Jamba Mamba mixer: A_log, D, conv1d (+ bias), dt_proj bias, dt/B/C norms, optional proj biases."""
+    inner, dt_rank, state = mamba_dims(cfg)
+    total = inner * state + inner + inner * get_int(cfg, "mamba_d_conv", default=4) + inner
+    total += inner if cfg.get("mamba_conv_bias", True) else 0
+    total += dt_rank + 2 * state
+    if cfg.get("mamba_proj_bias", False):
+        total += 2 * inner + get_int(cfg, "hidden_size")
     return total
 
 
