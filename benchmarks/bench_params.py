@@ -6,7 +6,7 @@ at the start; the first call on a non-built-in layout imports torch and builds t
 meta device, the second reads the cached shapes. Printed: the fastest of --repeat runs of each,
 and the ratios to the built-in layout, all measured in this one run.
 
-    python benchmarks/bench_params.py                 # GPT-NeoX-20B config (transformers' own class)
+    python benchmarks/bench_params.py                 # a BLOOM config (transformers' own class; no built-in layout)
     python benchmarks/bench_params.py --repeat 5
 """
 
@@ -35,7 +35,7 @@ def _run(args: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--config-class", default="GPTNeoXConfig", help="a transformers config class")
+    parser.add_argument("--config-class", default="BloomConfig", help="a transformers config class")
     opts = parser.parse_args()
     import transformers
 

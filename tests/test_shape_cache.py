@@ -31,9 +31,9 @@ def cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    # A layout with no torch-free builder: GPT-NeoX (Pythia), at the config class's gpt-neox-20b sizes.
+    # A layout with no torch-free builder: BLOOM, at the config class's sizes.
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(transformers.GPTNeoXConfig(num_hidden_layers=4).to_dict()))
+    path.write_text(json.dumps(transformers.BloomConfig(n_layer=4).to_dict()))
     return path
 
 
