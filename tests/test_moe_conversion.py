@@ -29,15 +29,18 @@ def test_snapshot_records_where_it_came_from() -> None:
     assert shipped.pattern_of("qwen2_moe") is None  # PEFT does not convert the base pattern itself
 
 
-def test_stale_versions_read_the_live_table(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stale_versions_read_the_live_table_once(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     pytest.importorskip("peft")
+    monkeypatch.setenv("LORAPLAN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(moe_conversion, "installed_versions", lambda: {"transformers": "0", "peft": "0"})
     monkeypatch.delitem(__import__("sys").modules, "peft", raising=False)
-    moe_conversion.current.cache_clear()
-    try:
-        assert moe_conversion.current().source == "installed peft"
-    finally:
+    sources = []
+    for _ in range(2):
         moe_conversion.current.cache_clear()
+        sources.append(moe_conversion.current())
+    moe_conversion.current.cache_clear()
+    assert [t.source for t in sources] == ["installed peft", "installed peft (cached)"]
+    assert sources[0].patterns == sources[1].patterns and sources[1].pattern_of("sarvam_mla") == "qwen2_moe"
 
 
 def test_sarvam_105b_all_linear_equals_peft() -> None:

@@ -11,7 +11,8 @@ transformers' `_MODEL_TO_CONVERSION_PATTERN`, and it grows with every release.
 Reading that table imports torch (seconds), and `params`/`plan` must not, so a snapshot generated
 from the installed libraries ships next to this module with their versions. At run time the
 snapshot is used when the installed versions match it (or PEFT is absent); when they differ the
-live table is read, so a newer transformers never gets a stale answer.
+live table is read once and kept in the user cache folder (see shape_cache), so a newer
+transformers never gets a stale answer and pays for torch only once.
 tests/test_moe_conversion.py fails when the snapshot and the installed libraries disagree;
 regenerate with `python -m loraplan.arch.moe_conversion`.
 """
@@ -82,12 +83,31 @@ def from_library() -> MoeConversion:
     return MoeConversion(patterns, mapping, fused, installed_versions(), "installed peft")
 
 
+def _from_json(data: dict[str, Any], source: str) -> MoeConversion:
+    fused = {p: {k: tuple(v) for k, v in f.items()} for p, f in data["fused"].items()}
+    return MoeConversion(dict(data["patterns"]), dict(data["target_mapping"]), fused, dict(data["versions"]), source)
+
+
 def snapshot(path: Path = SNAPSHOT_FILE) -> MoeConversion:
     data = json.loads(path.read_text(encoding="utf-8"))
-    fused = {p: {k: tuple(v) for k, v in f.items()} for p, f in data["fused"].items()}
-    return MoeConversion(data["patterns"], data["target_mapping"], fused, data["versions"],
-                         f"snapshot of peft {data['versions'].get('peft')} / transformers "
-                         f"{data['versions'].get('transformers')}")
+    versions = data["versions"]
+    return _from_json(data, f"snapshot of peft {versions.get('peft')} / transformers {versions.get('transformers')}")
+
+
+def _live_cached(installed: dict[str, str]) -> MoeConversion:
+    """The installed libraries' table, read once per version pair and kept in the user cache folder."""
+    from loraplan.arch import shape_cache
+
+    name = "moe-conversion-" + "-".join(f"{k}{v}" for k, v in sorted(installed.items()))
+    data = shape_cache.read_entry(name)
+    try:
+        if data is not None and data.get("versions") == installed:
+            return _from_json(data, "installed peft (cached)")
+    except (AttributeError, KeyError, TypeError):
+        pass
+    table = from_library()
+    shape_cache.write_entry(name, table.as_json())
+    return table
 
 
 @cache
@@ -100,7 +120,7 @@ def current() -> MoeConversion:
     if len(installed) < len(LIBRARIES) or installed == shipped.versions:
         return shipped
     try:
-        return from_library()
+        return _live_cached(installed)
     except (ImportError, AttributeError):  # a PEFT without the v5 conversion: nothing is converted
         return MoeConversion({}, {}, {}, installed, "installed peft (no MoE conversion)")
 

@@ -86,14 +86,13 @@ def _decode(row: Any) -> Weight:
     return Weight(name, inn, out, Role(role), layer, experts, tuple(parts), Kind(kind))
 
 
-def load(key: str) -> tuple[list[Weight], int] | None:
-    """(weights, total params) of a cached entry, or None on any kind of miss."""
+def read_entry(name: str) -> Any:
+    """The parsed JSON of one cache file, or None when it is absent, not a regular file, too large or not JSON."""
     folder = cache_dir()
     if folder is None:
         return None
-    path = folder / f"{key}.json"
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(folder / f"{name}.json", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
     try:
@@ -101,29 +100,25 @@ def load(key: str) -> tuple[list[Weight], int] | None:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
                 return None
-            data = json.loads(fh.read(MAX_ENTRY_BYTES + 1))
-        if data.get("key") != key or type(data.get("total_params")) is not int:
-            return None
-        return [_decode(row) for row in data["weights"]], data["total_params"]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return json.loads(fh.read(MAX_ENTRY_BYTES + 1))
+    except (OSError, ValueError):
         return None
 
 
-def store(key: str, weights: list[Weight], total_params: int) -> None:
-    """Write an entry atomically; a cache that cannot be written is silently skipped."""
+def write_entry(name: str, data: Any) -> None:
+    """Write one cache file atomically (temp file, fsync, rename); a cache that cannot be written is skipped."""
     folder = cache_dir()
     if folder is None:
         return
-    text = json.dumps({"key": key, "total_params": total_params, "weights": [_encode(w) for w in weights]})
     tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:16]}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(json.dumps(data))
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, folder / f"{key}.json")
+        os.replace(tmp, folder / f"{name}.json")
         tmp = None
     except OSError:
         return
@@ -131,3 +126,19 @@ def store(key: str, weights: list[Weight], total_params: int) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def load(key: str) -> tuple[list[Weight], int] | None:
+    """(weights, total params) of a cached entry, or None on any kind of miss."""
+    data = read_entry(key)
+    try:
+        if data.get("key") != key or type(data.get("total_params")) is not int:
+            return None
+        return [_decode(row) for row in data["weights"]], data["total_params"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def store(key: str, weights: list[Weight], total_params: int) -> None:
+    """Write an entry atomically; a cache that cannot be written is silently skipped."""
+    write_entry(key, {"key": key, "total_params": total_params, "weights": [_encode(w) for w in weights]})
