@@ -96,3 +96,15 @@ def test_choosing_nothing_is_an_error() -> None:
 def test_exact_total_params_llama_8b() -> None:
     # Oracle: PEFT print_trainable_parameters for Llama-3-8B (research notes O9): base 8,030,261,248.
     assert load_architecture("meta-llama/Llama-3.1-8B").total_params == 8_030_261_248
+
+
+def test_gated_deltanet_layers_count_q_k_v_z_and_out_but_not_the_a_b_gates() -> None:
+    # The published table is lower than every linear weight at (in + out) by exactly 2 x linear_num_value_heads
+    # per linear-attention layer; counting in_proj_qkv as its q, k, v matrices (+2 x hidden) and leaving the
+    # per-head gates in_proj_a / in_proj_b out (-2 x (hidden + value heads)) is that difference.
+    arch = load_architecture("Qwen/Qwen3.5-27B")
+    adapted = {name.rsplit(".", 1)[-1] for name, _ in budget(arch).adapted if ".linear_attn." in name}
+    assert adapted == {"in_proj_qkv", "in_proj_z", "out_proj"}
+    qkv = next(w for w in arch.weights if w.leaf == "in_proj_qkv")
+    cost = dict(budget(arch).adapted)[qkv.name]
+    assert cost == 3 * qkv.in_features + qkv.out_features

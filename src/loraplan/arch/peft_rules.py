@@ -10,10 +10,10 @@ them by tests/test_peft_equality.py, which runs PEFT itself on meta-device model
 - v4 -> v5 MoE rename (PEFT's `_convert_peft_config_moe`, its tables read through
   loraplan.arch.moe_conversion): for model types transformers maps to a conversion pattern, v4
   names in the targets (`gate`, `gate_proj`, `up_proj`, `down_proj`, or `w1`/`w2`/`w3`) become
-  target_parameters (`gate.weight`, `gate_up_proj`, `down_proj`) and leave target_modules,
-  so a dense MLP or shared expert that
-  still uses those names is no longer adapted; `gate_up_proj` gets rank 2r when both halves
-  were named. `all-linear` is expanded to leaf names plus those v4 names first.
+  target_parameters (`gate.weight`, `gate_up_proj`, `down_proj`) and leave target_modules, so a
+  dense MLP or shared expert that still uses those names is no longer adapted; `gate_up_proj`
+  gets rank 2r when both halves were named. `all-linear` is expanded to leaf names plus those v4
+  names first.
 """
 
 from __future__ import annotations
