@@ -103,3 +103,15 @@ def test_llama_q_proj_alone_is_what_peft_prints() -> None:
     arch = load_architecture("meta-llama/Llama-3.2-1B")
     assert budget(arch, "peft", "q_proj").params(8) == 524_288
     assert budget(arch, "peft", "all-linear", unembed=True).unembed
+
+
+@pytest.mark.parametrize("model_id", ["Qwen/Qwen3-30B-A3B", "meta-llama/Llama-3.2-1B"])
+def test_all_linear_with_lm_head_is_written_as_the_names_peft_resolves(model_id: str) -> None:
+    """PEFT cannot take `all-linear` and `lm_head` together; the written list must train what both would."""
+    config = shrunk_config(model_id, 2)
+    arch = architecture_from_config(config, model_id, "test")
+    spec = peft_spec(arch, frozenset({Component.UNEMBED}), ["all-linear"])
+    assert "lm_head" in spec.target_modules
+    written = _peft_trainable(config, list(spec.target_modules), list(spec.target_parameters))
+    assert written == _peft_trainable(config, "all-linear", None) + _peft_trainable(config, ["lm_head"], None)
+    assert budget(arch, "peft", "all-linear", unembed=True).per_rank_total == written

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from loraplan.arch.model import Architecture, Kind, Role, Weight
-from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, resolve
+from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, all_linear_names, resolve
 from loraplan.errors import LoraplanError
 
 
@@ -180,7 +180,8 @@ def peft_spec(arch: Architecture, comps: frozenset[Component], names: list[str])
 
     Component groups become the leaf names of their weights plus `target_parameters` for stacked
     experts (routers are in no component, so they stay out); explicit names are passed as typed.
-    `all-linear` alone stays PEFT's shorthand; with anything else it is spelled out as leaf names.
+    `all-linear` alone stays PEFT's shorthand; with anything else it is spelled out as the names
+    PEFT resolves it to (see `all_linear_names`).
     """
     if names == [ALL_LINEAR] and not comps:
         return PeftSpec(ALL_LINEAR)
@@ -195,15 +196,15 @@ def peft_spec(arch: Architecture, comps: frozenset[Component], names: list[str])
         else:
             leaves.setdefault(weight.leaf, None)
     for name in names:
-        if name != ALL_LINEAR:
-            leaves.setdefault(name, None)
+        for leaf in all_linear_names(arch) if name == ALL_LINEAR else [name]:
+            leaves.setdefault(leaf, None)
     return PeftSpec(tuple(leaves), tuple(params))
 
 
 def _peft_budget(arch: Architecture, comps: frozenset[Component], names: list[str]) -> list[tuple[Weight, int]]:
     """What PEFT trains: `all-linear` resolved as PEFT resolves the shorthand, the rest as a target list."""
     chosen: dict[str, tuple[Weight, int]] = {}
-    if ALL_LINEAR in names:
+    if ALL_LINEAR in names:  # the shorthand exactly as PEFT resolves it
         chosen.update((w.name, (w, m)) for w, m in resolve(arch, PeftSpec(ALL_LINEAR)))
     rest = [n for n in names if n != ALL_LINEAR]
     if comps or rest:

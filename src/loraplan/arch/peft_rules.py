@@ -52,6 +52,12 @@ def _linear_leaves(arch: Architecture) -> list[str]:
     return list(dict.fromkeys(w.leaf for w in arch.weights if w.kind is Kind.LINEAR and w.role is not Role.UNEMBED))
 
 
+def all_linear_names(arch: Architecture) -> list[str]:
+    """`all-linear` as the list of names PEFT resolves it to: linear leaves but lm_head, plus the v4 MoE names."""
+    mapping = conversion_table().target_mapping.get(conversion_of(arch) or "", {})
+    return list(dict.fromkeys([*_linear_leaves(arch), *mapping]))
+
+
 def resolve(arch: Architecture, spec: PeftSpec) -> list[tuple[Weight, int]]:
     """(weight, rank multiplier) for every weight PEFT would adapt under `spec`."""
     pattern = conversion_of(arch)
