@@ -1,8 +1,8 @@
 """Torch-free builders for the families people fine-tune, held to transformers and PEFT themselves.
 
-Configs come from transformers' own config classes at their documented checkpoints' sizes (the
-class defaults; a few fields set to the named release where the defaults differ from it), with the
-layer count cut to a few layers that still hold every kind of layer (dense and MoE, attention and
+Configs come from transformers' own config classes at their default sizes (each class documents
+them as a released checkpoint's; a few fields are set to the named release where it differs), with
+the layer count cut to a few layers that still hold every kind of layer (dense and MoE, attention and
 linear attention), so the meta-device oracle stays fast. No network.
 Oracles: the model transformers builds on the meta device (weights, shapes, roles, total
 parameters) and PEFT's trainable count on it.
@@ -32,7 +32,8 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], int]] = {
     "StableLM-2": ("StableLmConfig", {}, 2),
     "StableLM-2 (qkv bias)": ("StableLmConfig", {"use_qkv_bias": True}, 2),
     "Starcoder2": ("Starcoder2Config", {}, 2),
-    "Phi-2": ("PhiConfig", {}, 2),
+    # microsoft/phi-2 (the class defaults are phi-1.5's widths)
+    "Phi-2": ("PhiConfig", {"hidden_size": 2560, "intermediate_size": 10240, "num_attention_heads": 32}, 2),
     "EXAONE-4": ("Exaone4Config", {}, 2),
     "GLM-4": ("Glm4Config", {}, 2),
     # zai-org/GLM-4.5-Air: 96 heads of 128, q/k/v biases, one dense layer first.
