@@ -65,3 +65,21 @@ def test_vision_towers_stay_outside_without_error() -> None:
     shapes = {"model.layers.0.self_attn.q_proj.weight": (8, 8), "model.visual.blocks.0.fc.weight": (8, 8)}
     arch = architecture_from_weights(config, weights_from_shapes(shapes, config), 128, "mystery", "test")
     assert {w.role for w in arch.weights} == {Role.ATTN, Role.OTHER}
+
+
+@pytest.mark.parametrize(("config_class", "fields"), [
+    ("NemotronHConfig", {}),  # `mixer` is Mamba-2, attention, MLP or MoE by layer
+    ("FalconH1Config", {"num_hidden_layers": 2}),  # attention and Mamba-2 side by side
+    ("FalconMambaConfig", {"num_hidden_layers": 2}),
+    ("MptConfig", {"n_layers": 2}),  # fused Wqkv, d_model / n_heads
+    ("BloomConfig", {"n_layer": 2}),
+])
+def test_hybrid_and_older_layouts_give_every_linear_weight_a_role(config_class: str, fields: dict) -> None:
+    from loraplan.arch.meta import build_on_meta
+
+    config = getattr(transformers, config_class)(**fields).to_dict()
+    arch = build_on_meta(config, config_class, use_cache=False)  # require_roles raises on a weight without one
+    linear = {w.name for w in arch.weights if w.kind is Kind.LINEAR and w.role not in (Role.ROUTER, Role.EMBED)}
+    assert linear and linear <= {name for name, _ in budget(arch).adapted}
+    fused = [w for w in arch.weights if w.leaf in ("Wqkv", "query_key_value")]
+    assert all(len(w.parts) == 3 for w in fused)

@@ -49,8 +49,8 @@ def _product(cfg: dict[str, Any], *keys: str) -> int:
 
 
 def _qkv_parts(out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
-    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
-    hidden = cfg.get("hidden_size")
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head") or cfg.get("n_heads")
+    hidden = cfg.get("hidden_size") or cfg.get("d_model")
     if not isinstance(heads, int) or not isinstance(hidden, int) or heads <= 0:
         return ()
     head_dim = cfg.get("head_dim") or hidden // heads
@@ -121,8 +121,9 @@ def architecture_from_weights(
         model_id=model_id,
         model_type=str(config.get("model_type", cfg.get("model_type", "unknown"))),
         family=family_of(config),
-        hidden_size=get_int(cfg, "hidden_size"),
-        num_layers=get_int(cfg, "num_hidden_layers", "n_layer", "num_layers"),
+        hidden_size=get_int(cfg, "hidden_size", "d_model", "n_embd", default=_embedding_width(weights)),
+        num_layers=get_int(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers",
+                           default=1 + max((w.layer for w in weights if w.layer is not None), default=-1)),
         vocab_size=vocab,
         weights=tuple(weights),
         total_params=total_params,
@@ -134,6 +135,11 @@ def architecture_from_weights(
         architectures=tuple(config.get("architectures") or ()),
         source=source,
     )
+
+
+def _embedding_width(weights: list[Weight]) -> int:
+    """Hidden size read off the token embedding, for configs that name it otherwise (MPT's d_model)."""
+    return next((w.out_features for w in weights if w.role is Role.EMBED), 0)
 
 
 def total_from_shapes(shapes: dict[str, tuple[int, ...]]) -> int:

@@ -62,7 +62,7 @@ def instantiate(config: dict[str, Any], trust_remote_code: bool = False) -> Any:
 def weights_of_module(model: Any, cfg: dict[str, Any]) -> list[Weight]:
     """Every Linear, Embedding, router and stacked-expert parameter of a torch model."""
     torch: Any = require("torch", "meta", "reading this architecture")
-    hidden = cfg["hidden_size"]
+    hidden = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd") or 0
     weights: list[Weight] = []
     for name, module in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]

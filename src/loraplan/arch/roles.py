@@ -22,7 +22,7 @@ _MAMBA_LEAVES = r"(in_proj|x_proj|dt_proj|out_proj)"
 _ROLE_PATTERNS: tuple[tuple[Role, re.Pattern[str]], ...] = tuple(
     (role, re.compile(pattern))
     for role, pattern in (
-        (Role.EMBED, r"(^|\.)(embed_tokens|wte|word_embeddings|tok_embeddings|embed_in)$"),
+        (Role.EMBED, r"(^|\.)(embed_tokens|wte|word_embeddings|tok_embeddings|embed_in|embeddings)$"),
         (Role.UNEMBED, r"(^|\.)(lm_head|output|embed_out)$"),
         (Role.SHARED_EXPERT, r"\.shared_experts?\.[^.]+$"),
         (Role.ROUTER, r"\.(gate|router|shared_expert_gate)$"),
