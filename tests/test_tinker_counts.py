@@ -9,6 +9,10 @@ looked up.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from loraplan.arch import load_architecture
@@ -108,3 +112,45 @@ def test_gated_deltanet_layers_count_q_k_v_z_and_out_but_not_the_a_b_gates() -> 
     qkv = next(w for w in arch.weights if w.leaf == "in_proj_qkv")
     cost = dict(budget(arch).adapted)[qkv.name]
     assert cost == 3 * qkv.in_features + qkv.out_features
+
+
+NEMOTRON = {  # tinker-cookbook table, same commit: (mlp, attn, unembed) per rank
+    "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": (11_346_176, 584_832, 133_760),
+    "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16": (111_349_760, 1_675_264, 135_168),
+}
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "configs"
+
+
+def _nemotron_super_config() -> dict:
+    """Nemotron-3 Super's hyperparameters (88 layers: 40 Mamba-2, 40 latent MoE, 8 attention).
+
+    The order of the layers is not the release's; per-rank counts do not depend on it.
+    """
+    return {"model_type": "nemotron_h", "architectures": ["NemotronHForCausalLM"], "hidden_size": 4096,
+            "num_hidden_layers": 88, "hybrid_override_pattern": "ME" * 40 + "*" * 8, "num_attention_heads": 32,
+            "num_key_value_heads": 2, "head_dim": 128, "vocab_size": 131072, "n_routed_experts": 512,
+            "num_experts_per_tok": 22, "moe_intermediate_size": 2688, "moe_latent_size": 1024,
+            "moe_shared_expert_intermediate_size": 5376, "n_shared_experts": 1, "ssm_state_size": 128,
+            "conv_kernel": 4, "mamba_num_heads": 128, "mamba_head_dim": 64, "n_groups": 8,
+            "tie_word_embeddings": False, "mlp_hidden_act": "relu2"}
+
+
+def _nemotron_case(model_id: str) -> dict:
+    if "Super" in model_id:
+        if not os.environ.get("LORAPLAN_SLOW"):
+            pytest.skip("Nemotron-3 Super on the meta device takes ~10 s: set LORAPLAN_SLOW=1")
+        return _nemotron_super_config()
+    return json.loads((FIXTURES / "nvidia-nemotron-3-nano-30b-a3b.json").read_text())
+
+
+@pytest.mark.parametrize("model_id", sorted(NEMOTRON))
+def test_nemotron_h_matches_the_published_table(model_id: str) -> None:
+    """Mamba-2 mixers count under attn with z and x of in_proj (B, C, dt left out); latent MoE shares the latent."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from loraplan.arch.sources import architecture_from_config
+
+    arch = architecture_from_config(_nemotron_case(model_id), model_id, "test")
+    result = budget(arch)
+    assert (result.mlp_total, result.per_rank[Component.ATTN], result.per_rank[Component.UNEMBED]) == NEMOTRON[
+        model_id]

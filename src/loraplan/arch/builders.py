@@ -89,7 +89,7 @@ def _mamba_mixer(cfg: Config, prefix: str, layer: int) -> Iterator[Weight]:
     """Jamba's Mamba block: in_proj (x and gate), x_proj (dt, B, C), dt_proj, out_proj."""
     hidden = get_int(cfg, "hidden_size")
     inner, dt_rank, state = mamba_dims(cfg)
-    yield Weight(f"{prefix}.in_proj", hidden, 2 * inner, Role.MIXER, layer)
+    yield Weight(f"{prefix}.in_proj", hidden, 2 * inner, Role.MIXER, layer, parts=(inner, inner))
     yield Weight(f"{prefix}.x_proj", inner, dt_rank + 2 * state, Role.MIXER, layer)
     yield Weight(f"{prefix}.dt_proj", dt_rank, inner, Role.MIXER, layer)
     yield Weight(f"{prefix}.out_proj", inner, hidden, Role.MIXER, layer)

@@ -28,7 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.arch.model import (
+    EXPERT_INPUT_SIDE_LEAVES,
+    EXPERT_OUTPUT_SIDE_LEAVES,
+    Architecture,
+    Kind,
+    Role,
+    Weight,
+)
 from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, all_linear_names, resolve
 from loraplan.errors import LoraplanError
 
@@ -52,6 +59,9 @@ class Component(StrEnum):
 # `in_proj_qkv` counted as its q, k, v matrices, the count equals tinker-cookbook's published
 # per-rank table on every Qwen3.5/3.6 model it lists (tests/test_tinker_counts.py).
 TINKER_EXCLUDED_LEAVES = frozenset({"q_b_proj", "kv_b_proj", "in_proj_a", "in_proj_b", "in_proj_ba"})
+
+# z, x, B, C, dt: the parts of a Mamba-2 in_proj (see _logical).
+MAMBA2_IN_PROJ_PARTS = 5
 
 # Names accepted in --targets besides module names.
 TARGET_GROUPS: dict[str, frozenset[Component]] = {
@@ -112,8 +122,16 @@ def component_of(weight: Weight) -> Component | None:
 
 
 def _logical(weight: Weight) -> list[tuple[int, int]]:
-    """(in, out) of each separate matrix a (possibly fused) weight stands for."""
-    return [(weight.in_features, out) for out in weight.logical_outs]
+    """(in, out) of each separate matrix a (possibly fused) weight stands for, as Tinker adapts them.
+
+    A Mamba-2 `in_proj` holds z, x, B, C and dt; Tinker adapts z and x only, leaving the
+    input-dependent state parameters out as it leaves the Gated DeltaNet gates out. With that
+    rule loraplan equals Tinker's published attn count for Nemotron-3 Nano and Super exactly.
+    """
+    outs = weight.logical_outs
+    if weight.role is Role.MIXER and weight.leaf == "in_proj" and len(outs) == MAMBA2_IN_PROJ_PARTS:
+        outs = outs[:2]
+    return [(weight.in_features, out) for out in outs]
 
 
 def cost_per_rank(weight: Weight, convention: Convention, hidden_size: int) -> int:
@@ -125,11 +143,14 @@ def cost_per_rank(weight: Weight, convention: Convention, hidden_size: int) -> i
         return sum(i + o for i, o in _logical(weight))
     if convention is Convention.PER_EXPERT:
         return sum(experts * (i + o) for i, o in _logical(weight))
-    total = 0  # tinker shared-outer: the hidden-size side is one factor for all experts
+    # tinker shared-outer: the outer side (hidden, or the latent of a latent MoE) is one factor for all experts
+    outer_is_input = weight.leaf in EXPERT_INPUT_SIDE_LEAVES
+    known = outer_is_input or weight.leaf in EXPERT_OUTPUT_SIDE_LEAVES
+    total = 0
     for i, o in _logical(weight):
-        if i == hidden_size:
+        if outer_is_input or (not known and i == hidden_size):
             total += i + experts * o
-        elif o == hidden_size:
+        elif known or o == hidden_size:
             total += o + experts * i
         else:
             total += experts * (i + o)

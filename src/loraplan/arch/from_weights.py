@@ -12,7 +12,7 @@ from typing import Any
 
 from loraplan.arch.builders import attention_type_of
 from loraplan.arch.config import family_of, get_int, text_config
-from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.arch.model import EXPERT_INPUT_SIDE_LEAVES, Architecture, Kind, Role, Weight
 from loraplan.arch.roles import require_roles, role_of
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
@@ -29,7 +29,8 @@ def fused_parts(leaf: str, out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
 
     Fused q/k/v (`qkv_proj`, Falcon's and GPT-NeoX's `query_key_value`, `Wqkv`) hold the query
     heads and equal numbers of key and value heads, so the key/value head count follows from the
-    fused width; Gated DeltaNet inputs hold q, k (key heads) and v, z (value heads).
+    fused width; Gated DeltaNet inputs hold q, k (key heads) and v, z (value heads); a Mamba
+    `in_proj` holds z and x (Mamba-2 then B, C and one dt per head).
     """
     if leaf in ("gate_up_proj", "w13"):
         return (out // 2, out // 2)
@@ -40,7 +41,27 @@ def fused_parts(leaf: str, out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
         value_dim = _product(cfg, "linear_num_value_heads", "linear_value_head_dim")
         parts = (key_dim, key_dim, value_dim) + ((value_dim,) if leaf == "in_proj_qkvz" else ())
         return parts if key_dim and value_dim and sum(parts) == out else ()
+    if leaf == "in_proj":
+        return mamba_in_proj_parts(out, cfg)
     return ()
+
+
+def _first_int(cfg: dict[str, Any], *keys: str) -> int:
+    return next((v for k in keys if isinstance(v := cfg.get(k), int) and not isinstance(v, bool) and v > 0), 0)
+
+
+def mamba_in_proj_parts(out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+    """Mamba-2: (z, x, B, C, dt) = (inner, inner, groups x state, groups x state, heads); Mamba-1: (z, x)."""
+    heads = _first_int(cfg, "mamba_num_heads", "mamba_n_heads")
+    inner = heads * _first_int(cfg, "mamba_head_dim", "mamba_d_head")
+    state = _first_int(cfg, "ssm_state_size", "mamba_d_state", "state_size")
+    groups = _first_int(cfg, "n_groups", "mamba_n_groups") or 1
+    mamba2 = (inner, inner, groups * state, groups * state, heads)
+    if inner and state and sum(mamba2) == out:
+        return mamba2
+    expand = _first_int(cfg, "mamba_expand", "expand")
+    hidden = _first_int(cfg, "hidden_size")
+    return (out // 2, out // 2) if expand and hidden and out == 2 * expand * hidden else ()
 
 
 def _product(cfg: dict[str, Any], *keys: str) -> int:
@@ -63,11 +84,17 @@ def _qkv_parts(out: int, cfg: dict[str, Any]) -> tuple[int, ...]:
 
 
 def expert_matrix(leaf: str, shape: tuple[int, int], hidden: int) -> tuple[int, int]:
-    """(in, out) of one expert matrix stored 3-D as (E, a, b) in either orientation."""
+    """(in, out) of one expert matrix stored 3-D as (E, a, b) in either orientation.
+
+    transformers stores most as (E, out, in), like nn.Linear; Llama-4 and gpt-oss checkpoints as
+    (E, in, out). The hidden size, on the input side of an up-projection and the output side of a
+    down-projection, tells them apart; a latent MoE (Nemotron-3 Super) has neither side equal to
+    hidden and uses the nn.Linear order.
+    """
     a, b = shape
-    if leaf in ("gate_up_proj", "w13"):
-        return (hidden, b if a == hidden else a)
-    return (a, b) if b == hidden and a != hidden else (b, a)  # Llama-4 stores down_proj as (E, inter, hidden)
+    hidden_side = a if leaf in EXPERT_INPUT_SIDE_LEAVES else b
+    transposed = (a == hidden) != (b == hidden) and hidden_side == hidden
+    return (a, b) if transposed else (b, a)
 
 
 def weights_from_shapes(shapes: dict[str, tuple[int, ...]], cfg: dict[str, Any]) -> list[Weight]:

@@ -26,6 +26,12 @@ class Role(StrEnum):
     OTHER = "other"
 
 
+# Expert matrices by the side their outer (hidden or latent) dimension is on: the input of the
+# up-projections, the output of the down-projections. Tinker shares the LoRA factor on that side.
+EXPERT_INPUT_SIDE_LEAVES = frozenset({"gate_up_proj", "w13", "up_proj", "gate_proj", "w1", "w3"})
+EXPERT_OUTPUT_SIDE_LEAVES = frozenset({"down_proj", "w2"})
+
+
 class Kind(StrEnum):
     """How the weight is held in the transformers model, which decides what PEFT can target."""
 
