@@ -6,9 +6,9 @@ Conventions differ on three things, and each is a published behaviour:
 - tinker (default): the Tinker service's count, which reproduces tinker-cookbook's per-rank
   table. All linear weights except embeddings, MoE routers, MLA up-projections (q_b_proj,
   kv_b_proj) and Gated DeltaNet per-head gates (in_proj_a, in_proj_b, in_proj_ba); fused weights
-  count as their separate matrices; MoE experts use shared-outer LoRA (the hidden-side factor is
-  shared by the E experts of a layer: hidden + E * other per matrix). State-space mixers count
-  under attn (the layer's sequence mixer).
+  count as their separate matrices (a Mamba-2 in_proj as its z and x only); MoE experts use
+  shared-outer LoRA (the outer factor, on the hidden or latent side, is shared by the E experts
+  of a layer: outer + E * inner per matrix). State-space mixers count under attn.
 - peft: exactly what HF PEFT trains for the LoraConfig the targets stand for (PEFT itself on
   meta-device models is the oracle in tests/test_peft_equality.py). Module names in the targets,
   `all-linear` included, are PEFT's `target_modules` as typed: lm_head only when listed or when
