@@ -36,3 +36,18 @@ def test_explicit_unembed_adds_lm_head_to_all_linear() -> None:
 def test_groups_keep_the_unembedding_by_default(convention: str) -> None:
     payload = params_json("Qwen/Qwen3-8B", "--convention", convention, "--targets", "attn")
     assert payload["unembed"] is True and payload["per_rank"]["unembed"] == 4096 + 151_936
+
+
+def test_peft_moe_count_needs_no_torch() -> None:
+    """The torch-free path reads PEFT's conversion table from the snapshot when the versions match."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from loraplan.arch import load_architecture; from loraplan.arch.conventions import budget\n"
+            "budget(load_architecture('Qwen/Qwen3-30B-A3B'), 'peft', 'all-linear')\n"
+            "print('torch' in sys.modules)")
+    src = Path(__file__).resolve().parent.parent / "src"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(src)})
+    assert out.stdout.strip() == "False"
