@@ -3,7 +3,7 @@
 Configs come from transformers' own config classes at their default sizes (each class documents
 them as a released checkpoint's; a few fields are set to the named release where it differs), with
 the layer count cut to a few layers that still hold every kind of layer (dense and MoE, attention and
-linear attention), so the meta-device oracle stays fast. No network.
+linear attention) where PEFT is the oracle, and at full depth against transformers. No network.
 Oracles: the model transformers builds on the meta device (weights, shapes, roles, total
 parameters) and PEFT's trainable count on it.
 """
@@ -33,7 +33,8 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], int]] = {
     "StableLM-2 (qkv bias)": ("StableLmConfig", {"use_qkv_bias": True}, 2),
     "Starcoder2": ("Starcoder2Config", {}, 2),
     # microsoft/phi-2 (the class defaults are phi-1.5's widths)
-    "Phi-2": ("PhiConfig", {"hidden_size": 2560, "intermediate_size": 10240, "num_attention_heads": 32}, 2),
+    "Phi-2": ("PhiConfig", {"hidden_size": 2560, "intermediate_size": 10240, "num_attention_heads": 32,
+                            "num_hidden_layers": 32}, 2),
     "EXAONE-4": ("Exaone4Config", {}, 2),
     "GLM-4": ("Glm4Config", {}, 2),
     # zai-org/GLM-4.5-Air: 96 heads of 128, q/k/v biases, one dense layer first.
@@ -54,16 +55,17 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], int]] = {
     "GPT-NeoX-20B": ("GPTNeoXConfig", {}, 2),
     # EleutherAI/pythia-1b
     "Pythia-1B": ("GPTNeoXConfig", {"hidden_size": 2048, "num_attention_heads": 8, "intermediate_size": 8192,
-                                    "vocab_size": 50304}, 2),
+                                    "vocab_size": 50304, "num_hidden_layers": 16}, 2),
     "Falcon-7B": ("FalconConfig", {}, 2),
     "Jamba-v0.1": ("JambaConfig", {}, 8),  # Mamba layers, one attention layer, MoE every other layer
     "Sarvam-MLA": ("SarvamMLAConfig", {}, 2),
 }
 
 
-def _config(family: str) -> dict[str, Any]:
+def _config(family: str, full_depth: bool = False) -> dict[str, Any]:
     class_name, fields, layers = FAMILIES[family]
-    return getattr(transformers, class_name)(**fields, num_hidden_layers=layers).to_dict()
+    depth = {} if full_depth else {"num_hidden_layers": layers}
+    return getattr(transformers, class_name)(**(fields | depth)).to_dict()
 
 
 def _signature(arch) -> list[tuple]:
@@ -89,6 +91,19 @@ def _meta(family: str, cache: dict[str, Any]):
 def test_builder_equals_transformers_on_the_meta_device(family: str, meta_models: dict[str, Any]) -> None:
     ours = build_from_config(_config(family), family, "test")
     theirs, _ = _meta(family, meta_models)
+    assert _signature(ours) == _signature(theirs)
+    assert ours.total_params == theirs.total_params
+    assert (ours.tie_word_embeddings, ours.num_experts) == (theirs.tie_word_embeddings, theirs.num_experts)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_builder_equals_transformers_at_full_depth(family: str) -> None:
+    """Every layer of the real depth: which layers are dense, MoE, Mamba or linear attention follows the config."""
+    from loraplan.arch.meta import build_on_meta
+
+    config = _config(family, full_depth=True)
+    ours = build_from_config(config, family, "test")
+    theirs = build_on_meta(config, family, use_cache=False)
     assert _signature(ours) == _signature(theirs)
     assert ours.total_params == theirs.total_params
     assert (ours.tie_word_embeddings, ours.num_experts) == (theirs.tie_word_embeddings, theirs.num_experts)
