@@ -110,8 +110,9 @@ TargetsOpt = Annotated[
 
 
 CONVENTION_HELP = (
-    "tinker: Tinker's count (every linear weight but embeddings, routers, MLA q_b/kv_b and linear-attention "
-    "a/b gates; fused weights split; experts share the hidden-side factor). peft: exactly PEFT's trainable "
+    "tinker: Tinker's count (every linear weight but embeddings, routers, MLA q_b/kv_b, linear-attention "
+    "a/b gates and Mamba-2 B/C/dt; fused weights split; experts share the outer factor). peft: exactly "
+    "PEFT's trainable "
     "count for the LoraConfig (module names as target_modules; groups as plan writes them: their linear "
     "leaves + target_parameters for stacked experts at rank r, no routers). per-expert: tinker with its own "
     "A and B per expert"
