@@ -31,3 +31,11 @@ def shrunk_config(model_id: str, layers: int = 2) -> dict[str, Any]:
 @pytest.fixture
 def tiny_llama_config() -> dict[str, Any]:
     return shrunk_config("meta-llama/Llama-3.2-1B", 2)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_shape_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or fill the user's shape cache (loraplan.arch.shape_cache)."""
+    import os
+
+    os.environ["LORAPLAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("shape-cache"))

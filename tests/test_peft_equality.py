@@ -68,3 +68,50 @@ def test_published_oracle_mixtral_mlp_names_silently_dropped() -> None:
     arch = load_architecture("mistralai/Mixtral-8x7B-v0.1")
     attn_only = budget(arch, "peft", "q_proj,k_proj,v_proj,o_proj", unembed=False)
     assert attn_only.params(256) == 218_103_808
+
+
+NAMED_MODELS = ["meta-llama/Llama-3.2-1B", "Qwen/Qwen3-30B-A3B", "mistralai/Mixtral-8x7B-v0.1",
+                "deepseek-ai/DeepSeek-V3.1", "openai/gpt-oss-20b"]
+NAME_LISTS = ["q_proj", "q_proj,v_proj", "all-linear", "q_proj,gate_proj,up_proj,down_proj", "w1,w2,w3,gate",
+              "lm_head,o_proj"]
+
+
+@pytest.mark.parametrize("model_id", NAMED_MODELS)
+@pytest.mark.parametrize("names", NAME_LISTS)
+@pytest.mark.parametrize("unembed", [None, True])
+def test_peft_convention_with_module_names_is_peft_for_those_names(model_id: str, names: str, unembed) -> None:
+    """Names go to target_modules as typed; lm_head only when listed or --unembed is explicit."""
+    config = shrunk_config(model_id, 2)
+    arch = architecture_from_config(config, model_id, "test")
+    typed = names.split(",")
+    try:
+        modules = "all-linear" if typed == ["all-linear"] else typed
+        expected = _peft_trainable(config, modules, None)
+    except ValueError:  # PEFT: no target matched (e.g. Mixtral names on Llama)
+        pytest.skip(f"PEFT itself rejects {names} on {model_id}")
+    if unembed and "lm_head" not in typed:
+        expected += _peft_trainable(config, ["lm_head"], None)
+    result = budget(arch, "peft", names, unembed)
+    assert result.per_rank_total == expected
+    assert result.unembed == (bool(unembed) or "lm_head" in typed)
+
+
+def test_llama_q_proj_alone_is_what_peft_prints() -> None:
+    # PEFT: LoraConfig(r=8, target_modules=["q_proj"]) on Llama-3.2-1B -> 16 layers x 8 x (2048 + 2048).
+    from loraplan.arch import load_architecture
+
+    arch = load_architecture("meta-llama/Llama-3.2-1B")
+    assert budget(arch, "peft", "q_proj").params(8) == 524_288
+    assert budget(arch, "peft", "all-linear", unembed=True).unembed
+
+
+@pytest.mark.parametrize("model_id", ["Qwen/Qwen3-30B-A3B", "meta-llama/Llama-3.2-1B"])
+def test_all_linear_with_lm_head_is_written_as_the_names_peft_resolves(model_id: str) -> None:
+    """PEFT cannot take `all-linear` and `lm_head` together; the written list must train what both would."""
+    config = shrunk_config(model_id, 2)
+    arch = architecture_from_config(config, model_id, "test")
+    spec = peft_spec(arch, frozenset({Component.UNEMBED}), ["all-linear"])
+    assert "lm_head" in spec.target_modules
+    written = _peft_trainable(config, list(spec.target_modules), list(spec.target_parameters))
+    assert written == _peft_trainable(config, "all-linear", None) + _peft_trainable(config, ["lm_head"], None)
+    assert budget(arch, "peft", "all-linear", unembed=True).per_rank_total == written

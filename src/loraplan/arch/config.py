@@ -74,3 +74,18 @@ def get_int(cfg: dict[str, Any], *keys: str, default: int | None = None, where: 
     if default is not None:
         return default
     raise ConfigError(f"{where}: missing field `{keys[0]}`")
+
+
+def head_dim_of(cfg: dict[str, Any]) -> int:
+    """Per-head width: `head_dim` when the config gives it, else hidden_size / num_attention_heads."""
+    hidden = get_int(cfg, "hidden_size")
+    heads = get_int(cfg, "num_attention_heads")
+    return get_int(cfg, "head_dim", default=hidden // heads)
+
+
+def mamba_dims(cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """(inner width, dt rank, state size) of a Jamba Mamba mixer; dt rank `auto` is ceil(hidden / 16)."""
+    hidden = get_int(cfg, "hidden_size")
+    dt_rank = cfg.get("mamba_dt_rank", "auto")
+    dt_rank = -(-hidden // 16) if dt_rank == "auto" else get_int(cfg, "mamba_dt_rank")
+    return get_int(cfg, "mamba_expand", default=2) * hidden, dt_rank, get_int(cfg, "mamba_d_state", default=16)

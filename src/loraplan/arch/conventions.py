@@ -4,12 +4,22 @@ LoRA on a weight (out x in) at rank r adds A (r x in) and B (out x r): r * (in +
 Conventions differ on three things, and each is a published behaviour:
 
 - tinker (default): the Tinker service's count, which reproduces tinker-cookbook's per-rank
-  table. All linear weights except embeddings, MoE routers and MLA up-projections (q_b_proj,
-  kv_b_proj); fused weights count as their separate matrices; MoE experts use shared-outer LoRA
-  (the hidden-side factor is shared by the E experts of a layer: hidden + E * other per matrix).
-- peft: what HF PEFT trains for `all-linear` (+ `lm_head` when asked) with experts reached by
-  `target_parameters`: every nn.Linear but the output embedding, fused weights as one matrix,
-  stacked experts as r * E * (in + out). tests/test_peft_equality.py holds it to PEFT itself.
+  table. All linear weights except embeddings, MoE routers, MLA up-projections (q_b_proj,
+  kv_b_proj) and Gated DeltaNet per-head gates (in_proj_a, in_proj_b, in_proj_ba); fused weights
+  count as their separate matrices (a Mamba-2 in_proj as its z and x only); MoE experts use
+  shared-outer LoRA (the outer factor, on the hidden or latent side, is shared by the E experts
+  of a layer: outer + E * inner per matrix). State-space mixers count under attn.
+- peft: exactly what HF PEFT trains for the LoraConfig the targets stand for (PEFT itself on
+  meta-device models is the oracle in tests/test_peft_equality.py). Module names in the targets,
+  `all-linear` included, are PEFT's `target_modules` as typed: lm_head only when listed or when
+  unembed is asked for explicitly. Component groups (`all`, `attn`, `mlp`, `experts`) stand for
+  the config `plan` writes: the leaf names of the group's nn.Linear weights (lm_head unless
+  unembed is turned off) plus `target_parameters` for stacked experts. Routers belong to no group,
+  so the default leaves them out, and stacked experts then train at rank r: r * E * (in + out).
+  Fused weights (qkv_proj, gate_up_proj) are one matrix. Where PEFT converts v4 MoE names (its
+  conversion table, see moe_conversion.py), `gate`, `gate_proj`, `up_proj`, `down_proj` (Mixtral:
+  `w1`, `w2`, `w3`) are rewritten to the router and stacked experts as PEFT rewrites them, the
+  fused `gate_up_proj` training at 2r, and `all-linear` includes routers and experts that way.
 - per-expert: like tinker, but every expert has its own A and B: E * (in + out) per matrix.
 """
 
@@ -18,8 +28,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from loraplan.arch.model import Architecture, Kind, Role, Weight
-from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, resolve
+from loraplan.arch.model import (
+    EXPERT_INPUT_SIDE_LEAVES,
+    EXPERT_OUTPUT_SIDE_LEAVES,
+    Architecture,
+    Kind,
+    Role,
+    Weight,
+)
+from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, all_linear_names, resolve
 from loraplan.errors import LoraplanError
 
 
@@ -36,8 +53,15 @@ class Component(StrEnum):
     UNEMBED = "unembed"
 
 
-# Tinker leaves the MLA up-projections out (they sit behind a low-rank bottleneck already).
-TINKER_EXCLUDED_LEAVES = frozenset({"q_b_proj", "kv_b_proj"})
+# Tinker leaves the MLA up-projections out (they sit behind a low-rank bottleneck already), and
+# the Gated DeltaNet per-head gate projections (`in_proj_a`, `in_proj_b`; fused `in_proj_ba` in
+# Qwen3-Next), whose outputs are one scalar per value head. With those out and the fused
+# `in_proj_qkv` counted as its q, k, v matrices, the count equals tinker-cookbook's published
+# per-rank table on every Qwen3.5/3.6 model it lists (tests/test_tinker_counts.py).
+TINKER_EXCLUDED_LEAVES = frozenset({"q_b_proj", "kv_b_proj", "in_proj_a", "in_proj_b", "in_proj_ba"})
+
+# z, x, B, C, dt: the parts of a Mamba-2 in_proj (see _logical).
+MAMBA2_IN_PROJ_PARTS = 5
 
 # Names accepted in --targets besides module names.
 TARGET_GROUPS: dict[str, frozenset[Component]] = {
@@ -56,12 +80,14 @@ class AdapterBudget:
     per_rank: params per unit of rank for each component (attn, mlp, experts, unembed); a
         component that is not targeted is 0.
     adapted: (weight name, params per rank) for every adapted weight, in model order.
+    unembed: whether the unembedding (lm_head) is among them.
     """
 
     model_id: str
     convention: Convention
     per_rank: dict[Component, int]
     adapted: tuple[tuple[str, int], ...]
+    unembed: bool = False
 
     @property
     def mlp_total(self) -> int:
@@ -84,7 +110,7 @@ class AdapterBudget:
 def component_of(weight: Weight) -> Component | None:
     """The component a weight's LoRA counts under, or None for weights no convention adapts."""
     match weight.role:
-        case Role.ATTN:
+        case Role.ATTN | Role.MIXER:  # the layer's sequence mixer, attention or state-space
             return Component.ATTN
         case Role.MLP | Role.SHARED_EXPERT:
             return Component.MLP
@@ -96,8 +122,16 @@ def component_of(weight: Weight) -> Component | None:
 
 
 def _logical(weight: Weight) -> list[tuple[int, int]]:
-    """(in, out) of each separate matrix a (possibly fused) weight stands for."""
-    return [(weight.in_features, out) for out in weight.logical_outs]
+    """(in, out) of each separate matrix a (possibly fused) weight stands for, as Tinker adapts them.
+
+    A Mamba-2 `in_proj` holds z, x, B, C and dt; Tinker adapts z and x only, leaving the
+    input-dependent state parameters out as it leaves the Gated DeltaNet gates out. With that
+    rule loraplan equals Tinker's published attn count for Nemotron-3 Nano and Super exactly.
+    """
+    outs = weight.logical_outs
+    if weight.role is Role.MIXER and weight.leaf == "in_proj" and len(outs) == MAMBA2_IN_PROJ_PARTS:
+        outs = outs[:2]
+    return [(weight.in_features, out) for out in outs]
 
 
 def cost_per_rank(weight: Weight, convention: Convention, hidden_size: int) -> int:
@@ -109,11 +143,14 @@ def cost_per_rank(weight: Weight, convention: Convention, hidden_size: int) -> i
         return sum(i + o for i, o in _logical(weight))
     if convention is Convention.PER_EXPERT:
         return sum(experts * (i + o) for i, o in _logical(weight))
-    total = 0  # tinker shared-outer: the hidden-size side is one factor for all experts
+    # tinker shared-outer: the outer side (hidden, or the latent of a latent MoE) is one factor for all experts
+    outer_is_input = weight.leaf in EXPERT_INPUT_SIDE_LEAVES
+    known = outer_is_input or weight.leaf in EXPERT_OUTPUT_SIDE_LEAVES
+    total = 0
     for i, o in _logical(weight):
-        if i == hidden_size:
+        if outer_is_input or (not known and i == hidden_size):
             total += i + experts * o
-        elif o == hidden_size:
+        elif known or o == hidden_size:
             total += o + experts * i
         else:
             total += experts * (i + o)
@@ -160,8 +197,14 @@ def matches_name(weight: Weight, target: str) -> bool:
 
 
 def peft_spec(arch: Architecture, comps: frozenset[Component], names: list[str]) -> PeftSpec:
-    """The LoraConfig targets that adapt the chosen components (what `plan` writes for PEFT)."""
-    if ALL_LINEAR in names:
+    """The LoraConfig targets that adapt the chosen components and names (what `plan` writes for PEFT).
+
+    Component groups become the leaf names of their weights plus `target_parameters` for stacked
+    experts (routers are in no component, so they stay out); explicit names are passed as typed.
+    `all-linear` alone stays PEFT's shorthand; with anything else it is spelled out as the names
+    PEFT resolves it to (see `all_linear_names`).
+    """
+    if names == [ALL_LINEAR] and not comps:
         return PeftSpec(ALL_LINEAR)
     leaves: dict[str, None] = {}
     params: dict[str, None] = {}
@@ -174,28 +217,50 @@ def peft_spec(arch: Architecture, comps: frozenset[Component], names: list[str])
         else:
             leaves.setdefault(weight.leaf, None)
     for name in names:
-        leaves.setdefault(name, None)
+        for leaf in all_linear_names(arch) if name == ALL_LINEAR else [name]:
+            leaves.setdefault(leaf, None)
     return PeftSpec(tuple(leaves), tuple(params))
 
 
 def _peft_budget(arch: Architecture, comps: frozenset[Component], names: list[str]) -> list[tuple[Weight, int]]:
-    spec = peft_spec(arch, comps, names)
-    adapted = []
-    for weight, rank_factor in resolve(arch, spec):
-        adapted.append((weight, rank_factor * cost_per_rank(weight, Convention.PEFT, arch.hidden_size)))
-    return adapted
+    """What PEFT trains: `all-linear` resolved as PEFT resolves the shorthand, the rest as a target list."""
+    chosen: dict[str, tuple[Weight, int]] = {}
+    if ALL_LINEAR in names:  # the shorthand exactly as PEFT resolves it
+        chosen.update((w.name, (w, m)) for w, m in resolve(arch, PeftSpec(ALL_LINEAR)))
+    rest = [n for n in names if n != ALL_LINEAR]
+    if comps or rest:
+        chosen.update((w.name, (w, m)) for w, m in resolve(arch, peft_spec(arch, comps, rest)))
+    order = {w.name: i for i, w in enumerate(arch.weights)}
+    adapted = sorted(chosen.values(), key=lambda item: order[item[0].name])
+    return [(w, m * cost_per_rank(w, Convention.PEFT, arch.hidden_size)) for w, m in adapted]
+
+
+def effective_unembed(targets: str | list[str] | None, unembed: bool | None) -> bool:
+    """Whether lm_head is adapted: as asked, else yes for component groups and no for module names alone.
+
+    A list of module names is what PEFT gets as `target_modules`, and PEFT adapts lm_head only
+    when it is listed; the groups (`all`, `attn`, ...) follow the doctrine, which adapts it.
+    """
+    if unembed is not None:
+        return unembed
+    comps, names = parse_targets(targets)
+    return bool(comps) or not names
 
 
 def budget(
     arch: Architecture,
     convention: Convention | str = Convention.TINKER,
     targets: str | list[str] | None = None,
-    unembed: bool = True,
+    unembed: bool | None = None,
 ) -> AdapterBudget:
-    """Per-rank LoRA params of `arch` for the chosen components (or module names)."""
+    """Per-rank LoRA params of `arch` for the chosen components (or module names).
+
+    unembed: True/False adapts lm_head or not; None (not given) follows `effective_unembed`.
+    """
     conv = Convention(convention)
     comps, names = parse_targets(targets)
-    if unembed:
+    with_unembed = effective_unembed(targets, unembed)
+    if with_unembed:
         comps = comps | {Component.UNEMBED}
     if not comps and not names:
         raise LoraplanError("no LoRA target chosen: pick at least one of attn, mlp, experts or unembed")
@@ -220,7 +285,8 @@ def budget(
     per_rank = dict.fromkeys(Component, 0)
     for weight, cost in costed:
         per_rank[_peft_component(weight)] += cost
-    return AdapterBudget(arch.model_id, conv, per_rank, tuple((w.name, c) for w, c in costed))
+    unembed_adapted = per_rank[Component.UNEMBED] > 0
+    return AdapterBudget(arch.model_id, conv, per_rank, tuple((w.name, c) for w, c in costed), unembed_adapted)
 
 
 def unmatched_targets(arch: Architecture, names: list[str]) -> list[str]:

@@ -62,7 +62,7 @@ def instantiate(config: dict[str, Any], trust_remote_code: bool = False) -> Any:
 def weights_of_module(model: Any, cfg: dict[str, Any]) -> list[Weight]:
     """Every Linear, Embedding, router and stacked-expert parameter of a torch model."""
     torch: Any = require("torch", "meta", "reading this architecture")
-    hidden = cfg["hidden_size"]
+    hidden = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd") or 0
     weights: list[Weight] = []
     for name, module in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]
@@ -89,15 +89,28 @@ def weights_of_module(model: Any, cfg: dict[str, Any]) -> list[Weight]:
 
 
 def build_on_meta(
-    config: dict[str, Any], model_id: str, trust_remote_code: bool = False
+    config: dict[str, Any], model_id: str, trust_remote_code: bool = False, use_cache: bool = True
 ) -> Architecture:
-    """Architecture read from the transformers model instantiated on the meta device."""
+    """Architecture read from the transformers model instantiated on the meta device.
+
+    The derived shapes are cached by config content (see shape_cache), so only the first call for
+    a config pays for torch; `use_cache=False` always asks transformers (the tests' oracle does).
+    """
+    from loraplan.arch import shape_cache
     from loraplan.arch.config import text_config
 
+    key = shape_cache.cache_key(config, trust_remote_code) if use_cache else ""
+    cached = shape_cache.load(key) if use_cache else None
+    if cached is not None:
+        weights, total = cached
+        return architecture_from_weights(config, weights, total, model_id, "meta device (transformers), cached")
     try:
         model = instantiate(config, trust_remote_code)
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"{model_id}: transformers could not build the model from its config ({exc})") from exc
     weights = weights_of_module(model, text_config(config))
     total = sum(p.numel() for p in model.parameters())
-    return architecture_from_weights(config, weights, total, model_id, "meta device (transformers)")
+    arch = architecture_from_weights(config, weights, total, model_id, "meta device (transformers)")
+    if use_cache:
+        shape_cache.store(key, weights, total)
+    return arch

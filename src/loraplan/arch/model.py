@@ -15,7 +15,8 @@ from enum import StrEnum
 class Role(StrEnum):
     """What a weight does; conventions decide from the role which weights get LoRA."""
 
-    ATTN = "attn"
+    ATTN = "attn"  # softmax or linear attention (Gated DeltaNet) projections
+    MIXER = "mixer"  # state-space sequence mixers (Mamba in_proj, x_proj, dt_proj, out_proj)
     MLP = "mlp"
     EXPERT = "expert"
     SHARED_EXPERT = "shared_expert"
@@ -23,6 +24,12 @@ class Role(StrEnum):
     EMBED = "embed"
     UNEMBED = "unembed"
     OTHER = "other"
+
+
+# Expert matrices by the side their outer (hidden or latent) dimension is on: the input of the
+# up-projections, the output of the down-projections. Tinker shares the LoRA factor on that side.
+EXPERT_INPUT_SIDE_LEAVES = frozenset({"gate_up_proj", "w13", "up_proj", "gate_proj", "w1", "w3"})
+EXPERT_OUTPUT_SIDE_LEAVES = frozenset({"down_proj", "w2"})
 
 
 class Kind(StrEnum):

@@ -7,12 +7,13 @@ them by tests/test_peft_equality.py, which runs PEFT itself on meta-device model
 - list entries match a module by full name or by dotted suffix; names that match nothing are
   ignored as long as one name matched.
 - `target_parameters` reach 3-D expert parameters and bare router weights: r * E * (a + b).
-- v4 -> v5 MoE rename (PEFT's `_convert_peft_config_moe`): for model types transformers maps to
-  the Mixtral or Qwen2-MoE conversion pattern, v4 names in the targets (`gate`, `gate_proj`,
-  `up_proj`, `down_proj`, or `w1`/`w2`/`w3`) become target_parameters (`gate.weight`,
-  `gate_up_proj`, `down_proj`) and leave target_modules, so a dense MLP or shared expert that
-  still uses those names is no longer adapted; `gate_up_proj` gets rank 2r when both halves
-  were named. `all-linear` is expanded to leaf names plus those v4 names first.
+- v4 -> v5 MoE rename (PEFT's `_convert_peft_config_moe`, its tables read through
+  loraplan.arch.moe_conversion): for model types transformers maps to a conversion pattern, v4
+  names in the targets (`gate`, `gate_proj`, `up_proj`, `down_proj`, or `w1`/`w2`/`w3`) become
+  target_parameters (`gate.weight`, `gate_up_proj`, `down_proj`) and leave target_modules, so a
+  dense MLP or shared expert that still uses those names is no longer adapted; `gate_up_proj`
+  gets rank 2r when both halves were named. `all-linear` is expanded to leaf names plus those v4
+  names first.
 """
 
 from __future__ import annotations
@@ -20,24 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loraplan.arch.model import Architecture, Kind, Role, Weight
+from loraplan.arch.moe_conversion import current as conversion_table
 
 ALL_LINEAR = "all-linear"
 
-_QWEN2_MOE_MAP = {"gate": "gate.weight", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj",
-                  "down_proj": "down_proj"}
-_MIXTRAL_MAP = {"gate": "gate.weight", "w1": "gate_up_proj", "w3": "gate_up_proj", "w2": "down_proj"}
-_FUSED = {"mixtral": ("w1", "w3"), "qwen2_moe": ("gate_proj", "up_proj")}
-
-# transformers' conversion_mapping._MODEL_TO_CONVERSION_PATTERN (qwen2_moe-style entries) plus mixtral.
-CONVERSION_PATTERN: dict[str, str] = {
-    "mixtral": "mixtral", "minimax": "mixtral", "minimax_m2": "mixtral",
-    **dict.fromkeys(
-        ("afmoe", "deepseek_v2", "deepseek_v3", "deepseek_v32", "dots1", "ernie4_5_moe", "glm4_moe",
-         "glm4_moe_lite", "glm_moe_dsa", "glm4v_moe", "longcat_flash", "solar_open", "mellum", "qwen3_moe",
-         "qwen3_omni_moe", "qwen3_next", "hunyuan_v1_moe", "flex_olmo", "olmoe", "exaone_moe", "cohere2_moe"),
-        "qwen2_moe",
-    ),
-}
 # Config classes transformers loads for model types it does not know (kimi_k2 -> DeepseekV3Config).
 _LOADED_AS = {"kimi_k2": "deepseek_v3"}
 
@@ -51,9 +38,10 @@ class PeftSpec:
 
 
 def conversion_of(arch: Architecture) -> str | None:
+    """The conversion pattern PEFT applies to this model (`mixtral`, `qwen2_moe`), or None."""
     model_type = _LOADED_AS.get(arch.model_type, arch.model_type)
-    text_type = model_type.removesuffix("_text")
-    return CONVERSION_PATTERN.get(model_type) or CONVERSION_PATTERN.get(text_type)
+    table = conversion_table()
+    return table.pattern_of(model_type) or table.pattern_of(model_type.removesuffix("_text"))
 
 
 def _suffix_match(name: str, target: str) -> bool:
@@ -64,10 +52,18 @@ def _linear_leaves(arch: Architecture) -> list[str]:
     return list(dict.fromkeys(w.leaf for w in arch.weights if w.kind is Kind.LINEAR and w.role is not Role.UNEMBED))
 
 
+def all_linear_names(arch: Architecture) -> list[str]:
+    """`all-linear` as the list of names PEFT resolves it to: linear leaves but lm_head, plus the v4 MoE names."""
+    mapping = conversion_table().target_mapping.get(conversion_of(arch) or "", {})
+    return list(dict.fromkeys([*_linear_leaves(arch), *mapping]))
+
+
 def resolve(arch: Architecture, spec: PeftSpec) -> list[tuple[Weight, int]]:
     """(weight, rank multiplier) for every weight PEFT would adapt under `spec`."""
     pattern = conversion_of(arch)
-    mapping = {"mixtral": _MIXTRAL_MAP, "qwen2_moe": _QWEN2_MOE_MAP}.get(pattern or "", {})
+    table = conversion_table()
+    mapping = table.target_mapping.get(pattern or "", {})
+    fused = table.fused.get(pattern or "", {})
     if spec.target_modules == ALL_LINEAR:
         modules = set(_linear_leaves(arch)) | (set(mapping) if mapping else set())
         all_linear = not mapping
@@ -84,10 +80,10 @@ def resolve(arch: Architecture, spec: PeftSpec) -> list[tuple[Weight, int]]:
                 kept.add(target)
                 continue
             params.add(mapping[old])
-            if old in _FUSED.get(pattern or "", ()):
-                fused_hits.add(old)
+            fused_hits.add(old)
         modules = kept
-    gate_up_rank = 2 if pattern and len(fused_hits) == len(_FUSED[pattern]) else 1
+    # PEFT's rank_pattern: a fused parameter whose v4 halves were all named trains at r x halves.
+    rank_of = {new: len(olds) for new, olds in fused.items() if len(olds) > 1 and set(olds) <= fused_hits}
     adapted: list[tuple[Weight, int]] = []
     for weight in arch.weights:
         if weight.kind is Kind.LINEAR:
@@ -96,7 +92,7 @@ def resolve(arch: Architecture, spec: PeftSpec) -> list[tuple[Weight, int]]:
         elif weight.kind in (Kind.EXPERT_PARAM, Kind.ROUTER_PARAM):
             param_name = weight.name if weight.kind is Kind.EXPERT_PARAM else f"{weight.name}.weight"
             if any(_suffix_match(param_name, p) for p in params):
-                adapted.append((weight, gate_up_rank if weight.leaf == "gate_up_proj" else 1))
+                adapted.append((weight, rank_of.get(weight.leaf, 1)))
     return adapted
 
 

@@ -145,12 +145,24 @@ TargetsOpt = Annotated[
 ]
 
 
+CONVENTION_HELP = (
+    "tinker: Tinker's count (every linear weight but embeddings, routers, MLA q_b/kv_b, linear-attention "
+    "a/b gates and Mamba-2 B/C/dt; fused weights split; experts share the outer factor). peft: exactly "
+    "PEFT's trainable "
+    "count for the LoraConfig (module names as target_modules; groups as plan writes them: their linear "
+    "leaves + target_parameters for stacked experts at rank r, no routers). per-expert: tinker with its own "
+    "A and B per expert"
+)
+
+
 def params(
     model: ModelArg,
     rank: Annotated[int, typer.Option("--rank", "-r", min=1, help="LoRA rank")] = 32,
-    convention: Annotated[str, typer.Option("--convention", help="tinker | peft | per-expert")] = "tinker",
+    convention: Annotated[str, typer.Option("--convention", help=CONVENTION_HELP)] = "tinker",
     targets: TargetsOpt = "all",
-    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed", help="adapt the unembedding (lm_head)")] = True,
+    unembed: Annotated[bool | None, typer.Option(
+        "--unembed/--no-unembed", help="adapt lm_head (default: yes for groups such as all/attn, no for module names)",
+        show_default=False)] = None,
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -176,7 +188,7 @@ def params(
     payload = {
         "model": arch.model_id, "convention": conv.value, "rank": rank, "per_rank": per_rank,
         "per_rank_total": result.per_rank_total, "total": total, "model_params": arch.total_params,
-        "trainable_share": total / arch.total_params, "targets": targets, "unembed": unembed,
+        "trainable_share": total / arch.total_params, "targets": targets, "unembed": result.unembed,
         "source": arch.source,
     }
     if json_out:
