@@ -7,6 +7,7 @@ None), so `read(write(s)) == project(s)` for every format.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import re
@@ -94,8 +95,24 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+_LAST_PARSED: dict[str, dict[str, Any]] = {}  # text -> mapping of the last good parse
+
+
 def load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
-    """Parse YAML into a plain mapping, with a clear message for every failure."""
+    """Parse YAML into a plain mapping, with a clear message for every failure.
+
+    `check` reads one file several times (detect, read, typo check); the round-trip parser runs at about
+    150 kB/s, so the last good parse is kept and a copy handed out again.
+    """
+    if text in _LAST_PARSED:
+        return copy.deepcopy(_LAST_PARSED[text])
+    mapping = _load_yaml_mapping(text, where)
+    _LAST_PARSED.clear()
+    _LAST_PARSED[text] = mapping
+    return copy.deepcopy(mapping)
+
+
+def _load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     from ruamel.yaml.error import YAMLError
 
     if len(text) > MAX_CONFIG_BYTES:
