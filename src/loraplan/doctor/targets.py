@@ -146,18 +146,12 @@ REGEX_SECONDS = 2.0  # per pattern over all module names: a catastrophic pattern
 def _regex_match(pattern: str, arch: Architecture) -> list[Weight]:
     """PEFT treats a target string as a regex that must match the whole module name.
 
-    The third-party `regex` engine (installed with transformers) is used when present for its time limit;
-    Python's `re` has none, and a pattern such as `(.*.*)*X` backtracks for hours on a module name.
+    The `regex` engine (a core dependency) runs it, for its time limit: Python's `re` has none, and a
+    pattern such as `(.*.*)*X` backtracks for hours on a module name.
     """
+    import regex
+
     linear = [w for w in arch.weights if w.kind is Kind.LINEAR]
-    try:
-        import regex
-    except ImportError:
-        try:
-            compiled = re.compile(pattern)
-        except (re.error, RecursionError, OverflowError):
-            return []
-        return [w for w in linear if compiled.fullmatch(w.name)]
     try:
         fast = regex.compile(pattern)
     except (regex.error, RecursionError, OverflowError, ValueError):
