@@ -62,7 +62,8 @@ toml_text = _joined(["[families.llama]\n", "[default]\n", "[[a]]\n", " = ", "\n"
 jinja_text = _joined(["{{ ", " }}", "{% ", " %}", "for m in messages", "endfor", "if ", "endif", "m['content']",
                       "m.role", "range(", ")", "1/0", "'x'*", "|length", "|tojson", "loop.index", "messages",
                       "raise_exception('bad')", "{# ", " #}", "<|im_start|>", "<|im_end|>", "\n",
-                      "add_generation_prompt", "{% generation %}", "{% endgeneration %}", "namespace(", "[0]*", "9999999"])
+                      "add_generation_prompt", "{% generation %}", "{% endgeneration %}", "namespace(", "[0]*",
+                      "9999999"])
 sweep_text = _joined(["## meta-llama/Llama-3.1-8B\n", "## a/b\n", "| LR | LoRA Rank | Test NLL |\n", "|--|--|--|\n",
                       "| ", " |", "\n", "1e-4", "32", "0.5", "nan", "inf", "-1", "model,lr,rank,metric\n", ",",
                       '{"model": "a/b", "lr": 1, "rank": 2, "metric": 3}\n', "1e400"])
