@@ -123,7 +123,8 @@ def _load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise FormatError(f"{where}{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise FormatError(f"{where}{line}: invalid YAML ({problem})") from exc
     except (RecursionError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         # ruamel raises these on some malformed documents (e.g. odd tags or keys) instead of a YAMLError
         raise FormatError(f"{where}: unreadable YAML ({type(exc).__name__})") from exc
