@@ -16,13 +16,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import catalogue_config
 from tests.hostile import assert_contained, run_batch
 
 EXAMPLES = int(os.environ.get("LORAPLAN_FUZZ_EXAMPLES", "0"))
+NO_SHRINK = (Phase.explicit, Phase.generate)  # each example is a child process: the failing argv is named instead
 TOKENIZER = str(Path(__file__).resolve().parent.parent / "examples" / "tokenizer")
 FORMATS = ["peft", "trl", "axolotl", "llamafactory", "torchtune", "unsloth", "tinker", None]
 
@@ -114,7 +115,7 @@ def _argv(folder: Path, reader: str, content: bytes, fmt: str | None, suffix: st
             str(folder / "template.jinja")]
 
 
-@settings(max_examples=EXAMPLES or 2, derandomize=not EXAMPLES, deadline=None, database=None,
+@settings(max_examples=EXAMPLES or 2, derandomize=not EXAMPLES, deadline=None, database=None, phases=NO_SHRINK,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(inputs=st.lists(one_input, min_size=10, max_size=25))
 def test_every_reader_answers_or_refuses_in_one_line(inputs) -> None:
@@ -125,7 +126,7 @@ def test_every_reader_answers_or_refuses_in_one_line(inputs) -> None:
             assert_contained(result)
 
 
-@settings(max_examples=EXAMPLES or 1, derandomize=not EXAMPLES, deadline=None, database=None,
+@settings(max_examples=EXAMPLES or 1, derandomize=not EXAMPLES, deadline=None, database=None, phases=NO_SHRINK,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(configs=st.lists(real_config_mutated(), min_size=10, max_size=20))
 def test_mutated_real_model_configs(configs) -> None:
