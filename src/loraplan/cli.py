@@ -109,9 +109,10 @@ def main() -> None:
 
         from loraplan.output import err_console
 
-        # the message carries user text (paths, model ids): printed as text, never parsed as Rich markup
-        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}{_model_hint(exc)}"), highlight=False,
-                          soft_wrap=True)
+        # the message carries user text (paths, model ids): printed as text, never parsed as Rich markup, and
+        # on one line (a parser's message may span several)
+        message = " ".join(f"{exc}{_model_hint(exc)}".split())
+        err_console.print(Text.assemble(("error:", "bold red"), f" {message}"), highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

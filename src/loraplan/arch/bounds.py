@@ -80,14 +80,14 @@ def _problems(cfg: dict[str, Any], where: str, bounds: dict[str, tuple[int, int]
     """Every out-of-bounds field of one config dict and the configs nested in it."""
     for key in ("model_type",):
         if key in cfg and cfg[key] is not None and not isinstance(cfg[key], str):
-            yield f"{where}`{key}` should be a string, got {type(cfg[key]).__name__}"
+            yield f"`{where}{key}` should be a string, got {type(cfg[key]).__name__}"
     for key in ("architectures", "layer_types"):
         value = cfg.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            yield f"{where}`{key}` should be a list of strings"
+            yield f"`{where}{key}` should be a list of strings"
     only = cfg.get("mlp_only_layers")
     if only is not None and not (isinstance(only, list) and all(type(v) is int for v in only)):
-        yield f"{where}`mlp_only_layers` should be a list of layer numbers, got {only!r:.40}"
+        yield f"`{where}mlp_only_layers` should be a list of layer numbers, got {only!r:.40}"
     for key, limit in FIELDS.items():
         value = cfg.get(key)
         if value is None:
@@ -96,21 +96,22 @@ def _problems(cfg: dict[str, Any], where: str, bounds: dict[str, tuple[int, int]
         if key in _ZERO_ALLOWED:
             low = 0
         if type(value) is not int:
-            yield f"{where}`{key}` should be an integer, got {value!r:.40}"
+            yield f"`{where}{key}` should be an integer, got {value!r:.40}"
         elif not low <= value <= high:
             raise_hint = f" (raise with {ENV_VAR}={limit}=N)" if value > high else ""
-            yield f"{where}`{key}` = {value:,} is outside {low:,}..{high:,}{raise_hint}"
+            yield f"`{where}{key}` = {value:,} is outside {low:,}..{high:,}{raise_hint}"
     experts, top_k = _first(cfg, _EXPERT_COUNTS), _first(cfg, _TOP_K)
     if experts and top_k > experts:
-        yield f"{where}{top_k} experts per token but only {experts} experts"
+        yield f"{top_k} experts per token but only {experts} experts" + (f" in `{where[:-1]}`" if where else "")
     layers = cfg.get("num_hidden_layers")
     if type(layers) is int and experts and layers * experts > bounds["expert_layers"][1]:
-        yield (f"{where}{layers:,} layers x {experts:,} experts is more than {bounds['expert_layers'][1]:,} "
+        inside = f" in `{where[:-1]}`" if where else ""
+        yield (f"{layers:,} layers x {experts:,} experts{inside} is more than {bounds['expert_layers'][1]:,} "
                f"(raise with {ENV_VAR}=expert_layers=N)")
     hidden, heads = cfg.get("hidden_size"), cfg.get("num_attention_heads")
     if (cfg.get("head_dim") is None and type(hidden) is int and type(heads) is int and heads > 0
             and hidden > 0 and hidden % heads):
-        yield f"{where}`hidden_size` {hidden:,} is not a multiple of `num_attention_heads` {heads:,} (no head_dim)"
+        yield f"`{where}hidden_size` {hidden:,} is not a multiple of `num_attention_heads` {heads:,} (no head_dim)"
     if depth >= _NESTING:
         return
     for key, value in cfg.items():

@@ -48,6 +48,21 @@ def _suffix_match(name: str, target: str) -> bool:
     return name == target or name.endswith("." + target)
 
 
+def dotted_suffixes(name: str) -> set[str]:
+    """Every target that `_suffix_match(name, target)` accepts: the name and each tail after a dot.
+
+    Matching a set of targets against these is linear in the targets (a 144k-name list costs one set).
+    """
+    parts = name.split(".")
+    return {".".join(parts[i:]) for i in range(len(parts))}
+
+
+def converted_parameter(arch: Architecture, target: str) -> str | None:
+    """The target_parameter PEFT's v4 -> v5 MoE rename turns `target` into on this model, if any."""
+    mapping = conversion_table().target_mapping.get(conversion_of(arch) or "", {})
+    return mapping.get(target.rsplit(".", 1)[-1])  # the v4 names are single components: a suffix match
+
+
 def _linear_leaves(arch: Architecture) -> list[str]:
     return list(dict.fromkeys(w.leaf for w in arch.weights if w.kind is Kind.LINEAR and w.role is not Role.UNEMBED))
 
@@ -87,11 +102,11 @@ def resolve(arch: Architecture, spec: PeftSpec) -> list[tuple[Weight, int]]:
     adapted: list[tuple[Weight, int]] = []
     for weight in arch.weights:
         if weight.kind is Kind.LINEAR:
-            if (all_linear and weight.role is not Role.UNEMBED) or any(_suffix_match(weight.name, m) for m in modules):
+            if (all_linear and weight.role is not Role.UNEMBED) or not modules.isdisjoint(dotted_suffixes(weight.name)):
                 adapted.append((weight, 1))
         elif weight.kind in (Kind.EXPERT_PARAM, Kind.ROUTER_PARAM):
             param_name = weight.name if weight.kind is Kind.EXPERT_PARAM else f"{weight.name}.weight"
-            if any(_suffix_match(param_name, p) for p in params):
+            if not params.isdisjoint(dotted_suffixes(param_name)):
                 adapted.append((weight, rank_of.get(weight.leaf, 1)))
     return adapted
 

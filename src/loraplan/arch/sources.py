@@ -218,6 +218,9 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
         return load_config_file(Path(config_file)), {}
     try:
         config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token)
+    except hf_errors.HFValidationError as exc:  # `a/[red`: not a repo id the hub accepts
+        raise ModelNotFoundError(f"{repo_id}: not a folder, a config.json, a catalogued model or a valid hub id "
+                                 "(letters, digits, '-', '_', '.')") from exc
     except hf_errors.LocalEntryNotFoundError as exc:  # before EntryNotFoundError: it subclasses it
         raise ModelNotFoundError(
             f"{repo_id}: not in the local cache and the hub cannot be reached "

@@ -43,8 +43,8 @@ class ModelScore:
 
 @dataclass(frozen=True)
 class Summary:
-    mean: float
-    max: float
+    mean: float | None  # None when no model is covered (a sweep with no Llama or Qwen for the published rule)
+    max: float | None
     worst: str
     covered: int
 
@@ -73,6 +73,8 @@ def groups_of(models: Sequence[str], facts: Mapping[str, ModelFacts]) -> dict[st
 
 
 def _summary(regrets: Mapping[str, float]) -> Summary:
+    if not regrets:
+        return Summary(None, None, "-", 0)
     worst = max(regrets, key=lambda m: regrets[m])
     return Summary(sum(regrets.values()) / len(regrets), regrets[worst], worst, len(regrets))
 

@@ -14,11 +14,20 @@ module names without PEFT's conversion; Tinker adapts every weight matrix.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from loraplan.arch.conventions import Component, Convention, component_of, cost_per_rank, is_candidate, peft_spec
 from loraplan.arch.model import Architecture, Kind, Role, Weight
-from loraplan.arch.peft_rules import ALL_LINEAR, PeftSpec, conversion_of, resolve
+from loraplan.arch.peft_rules import (
+    ALL_LINEAR,
+    PeftSpec,
+    conversion_of,
+    converted_parameter,
+    dotted_suffixes,
+    resolve,
+)
+from loraplan.errors import LoraplanError
 from loraplan.setup import LoraSpec
 
 PEFT_BASED = frozenset({"peft", "trl", "axolotl", "llamafactory", "unsloth"})
@@ -93,34 +102,73 @@ def adaptation(lora: LoraSpec, fmt: str | None, arch: Architecture) -> Adaptatio
         names = [n for n in names if n != ALL_LINEAR] + list(linear_leaves(arch))
     if fmt == "unsloth" and arch.is_moe and not params and {"gate_proj", "up_proj", "down_proj"} & set(names):
         params = expert_parameters(arch)  # Unsloth's get_moe_target_parameters
-    regexes = [n for n in names if REGEX_CHARS.search(n)]
-    plain = [n for n in names if n not in regexes]
+    # Every step below is linear in the number of names (sets of dotted suffixes, each regex compiled and run
+    # once): a 1 MiB config can list 144k names, and a name-by-weight loop took minutes.
+    regexes = list(dict.fromkeys(n for n in names if REGEX_CHARS.search(n)))
+    plain = [n for n in names if not REGEX_CHARS.search(n)]
     modules: str | tuple[str, ...] = ALL_LINEAR if plain == [ALL_LINEAR] else tuple(plain)
     chosen = {w.name: (w, m) for w, m in resolve(arch, PeftSpec(modules, params))} if (plain or params) else {}
-    for pattern in regexes:
-        for w in _regex_match(pattern, arch):
+    by_regex = {pattern: _regex_match(pattern, arch) for pattern in regexes}
+    for weights in by_regex.values():
+        for w in weights:
             chosen.setdefault(w.name, (w, 1))
-    unmatched = tuple(n for n in plain if n != ALL_LINEAR and not resolve(arch, PeftSpec((n,), ())))
-    unmatched += tuple(p for p in params if not resolve(arch, PeftSpec((), (p,))))
-    unmatched += tuple(r for r in regexes if not _regex_match(r, arch))
-    named = [w for w in arch.weights if w.kind is Kind.LINEAR and any(_suffix(w.name, n) for n in plain)]
+    linear_tails, param_tails = _tails(arch)
+
+    def reaches(name: str) -> bool:  # == bool(resolve(arch, PeftSpec((name,), ()))), without a pass per name
+        param = converted_parameter(arch, name)
+        return param in param_tails if param is not None else name in linear_tails
+
+    unmatched = tuple(n for n in plain if n != ALL_LINEAR and not reaches(n))
+    unmatched += tuple(p for p in params if p not in param_tails)
+    unmatched += tuple(r for r, weights in by_regex.items() if not weights)
+    wanted = set(plain)
+    named = [w for w in arch.weights if w.kind is Kind.LINEAR and not wanted.isdisjoint(dotted_suffixes(w.name))]
     dropped = tuple(w for w in named if w.name not in chosen)
     how = "by PEFT's target matching, simulated for PEFT 0.21 on transformers 5"
     return Adaptation(tuple(chosen.values()), unmatched, dropped, how)
 
 
+def _tails(arch: Architecture) -> tuple[set[str], set[str]]:
+    """Dotted suffixes of every Linear module name, and of every expert / router parameter name."""
+    linear: set[str] = set()
+    params: set[str] = set()
+    for w in arch.weights:
+        if w.kind is Kind.LINEAR:
+            linear |= dotted_suffixes(w.name)
+        elif w.kind in (Kind.EXPERT_PARAM, Kind.ROUTER_PARAM):
+            params |= dotted_suffixes(w.name if w.kind is Kind.EXPERT_PARAM else f"{w.name}.weight")
+    return linear, params
+
+
+REGEX_SECONDS = 2.0  # per pattern over all module names: a catastrophic pattern is refused, not run for hours
+
+
 def _regex_match(pattern: str, arch: Architecture) -> list[Weight]:
-    """PEFT treats a target string as a regex that must match the whole module name."""
+    """PEFT treats a target string as a regex that must match the whole module name.
+
+    The `regex` engine (a core dependency) runs it, for its time limit: Python's `re` has none, and a
+    pattern such as `(.*.*)*X` backtracks for hours on a module name.
+    """
+    import regex
+
+    linear = [w for w in arch.weights if w.kind is Kind.LINEAR]
     try:
-        compiled = re.compile(pattern)
-    except re.error:
+        fast = regex.compile(pattern)
+    except (regex.error, RecursionError, OverflowError, ValueError):
         return []
-    return [w for w in arch.weights if w.kind is Kind.LINEAR and compiled.fullmatch(w.name)]
+    deadline = time.monotonic() + REGEX_SECONDS
+    try:
+        return [w for w in linear if fast.fullmatch(w.name, timeout=max(0.001, deadline - time.monotonic()))]
+    except TimeoutError:
+        raise LoraplanError(f"target pattern `{pattern[:80]}` takes over {REGEX_SECONDS:g} s to match the model's "
+                            "module names; refusing (simplify the regular expression)") from None
 
 
 def _plain_match(names: list[str], arch: Architecture) -> Adaptation:
-    adapted = [(w, 1) for w in arch.weights if w.kind is Kind.LINEAR and any(_suffix(w.name, n) for n in names)]
-    unmatched = tuple(n for n in names if not any(_suffix(w.name, n) for w in arch.weights))
+    wanted = set(names)
+    every = set().union(*(dotted_suffixes(w.name) for w in arch.weights))
+    adapted = [(w, 1) for w in arch.weights if w.kind is Kind.LINEAR and not wanted.isdisjoint(dotted_suffixes(w.name))]
+    unmatched = tuple(n for n in names if n not in every)
     return Adaptation(tuple(adapted), unmatched, (), "by torchtune's builders (module names, no MoE conversion)")
 
 

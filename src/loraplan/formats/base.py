@@ -7,6 +7,7 @@ None), so `read(write(s)) == project(s)` for every format.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import re
@@ -94,8 +95,24 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+_LAST_PARSED: dict[str, dict[str, Any]] = {}  # text -> mapping of the last good parse
+
+
 def load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
-    """Parse YAML into a plain mapping, with a clear message for every failure."""
+    """Parse YAML into a plain mapping, with a clear message for every failure.
+
+    `check` reads one file several times (detect, read, typo check); the round-trip parser runs at about
+    150 kB/s, so the last good parse is kept and a copy handed out again.
+    """
+    if text in _LAST_PARSED:
+        return copy.deepcopy(_LAST_PARSED[text])
+    mapping = _load_yaml_mapping(text, where)
+    _LAST_PARSED.clear()
+    _LAST_PARSED[text] = mapping
+    return copy.deepcopy(mapping)
+
+
+def _load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     from ruamel.yaml.error import YAMLError
 
     if len(text) > MAX_CONFIG_BYTES:
@@ -106,7 +123,8 @@ def load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise FormatError(f"{where}{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise FormatError(f"{where}{line}: invalid YAML ({problem})") from exc
     except (RecursionError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         # ruamel raises these on some malformed documents (e.g. odd tags or keys) instead of a YAMLError
         raise FormatError(f"{where}: unreadable YAML ({type(exc).__name__})") from exc
