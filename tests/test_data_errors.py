@@ -94,7 +94,7 @@ def test_source_tokenizer_and_mask_problems(tok: str, tmp_path: Path) -> None:
         count_trained_tokens(data, tok, mask="completion")
     with pytest.raises(ValueError, match="last"):
         count_trained_tokens(data, tok, mask="lastt")
-    with pytest.raises(DataError, match="--max-length must be positive"):
+    with pytest.raises(DataError, match="--max-length must be a positive integer"):
         count_trained_tokens(data, tok, max_length=0)
 
 
