@@ -152,7 +152,8 @@ class Pipeline:
 
     def __init__(self, bundle: TokenizerBundle, options: CountOptions, record_format: RecordFormat | None = None,
                  detected_at: str | None = None) -> None:
-        template = ChatTemplate(bundle.chat_template, bundle.special_tokens) if bundle.chat_template else None
+        template = ChatTemplate(bundle.chat_template, bundle.special_tokens, options.limits,
+                                bundle.template_name) if bundle.chat_template else None
         self.planner = Planner(template, options.mask, bundle.name)
         self.measurer = Measurer(bundle.backend, bundle.added_ids)
         self.examples = Examples(record_format or options.record_format, bundle.eos_token, detected_at)

@@ -70,15 +70,17 @@ class Measurer:
         for w, (work, enc) in enumerate(zip(works, encodings, strict=True)):
             view: list[Any] = []
             for b, pair in enumerate(work.bounds):
-                for which, text in enumerate(pair):
+                for which, bound in enumerate(pair):
                     key = (w, b, which)
-                    if text == work.text:
+                    cut = bound if isinstance(bound, int) else len(bound) if work.text.startswith(bound) else None
+                    if cut == len(work.text):
                         counts[key] = len(enc)
                         continue
                     split = None
-                    if not work.add_special and work.text.startswith(text):
-                        split = self._split_at_added(text, enc, view)
+                    if cut is not None and not work.add_special:
+                        split = self._split_at_added(work.text, cut, enc, view)
                     if split is None:
+                        text = work.text[:cut] if isinstance(bound, int) else bound
                         whole.setdefault((text, work.add_special), []).append(key)
                     else:
                         deferred.append((key, split[0], split[1]))
@@ -96,9 +98,8 @@ class Measurer:
             self.tail_counts.clear()
         return counts
 
-    def _split_at_added(self, prefix: str, enc: Any, view: list[Any]) -> tuple[int, str] | None:
-        """(j, prefix[s:]) for the last added token j of the full encoding that ends inside the prefix."""
-        cut = len(prefix)
+    def _split_at_added(self, text: str, cut: int, enc: Any, view: list[Any]) -> tuple[int, str] | None:
+        """(j, text[s:cut]) for the last added token j of the full encoding that ends inside the prefix text[:cut]."""
         if cut == 0:
             return 0, ""
         last = enc.char_to_token(cut - 1)
@@ -109,7 +110,7 @@ class Measurer:
         ids, offsets = view
         for j in range(last, -1, -1):
             if ids[j] in self.added_ids and offsets[j][1] <= cut:
-                return j, prefix[offsets[j][0]:]
+                return j, text[offsets[j][0]:cut]
         return None
 
 
