@@ -3,8 +3,8 @@
 Two definitions, one per kind of template, each equal to a published oracle:
 
 - A template with `{% generation %}` markers: the trained text is what the markers enclose, turned
-  into tokens the way `apply_chat_template(..., return_assistant_tokens_mask=True)` does it
-  (char_to_token of each span's first and last character). That is TRL's `assistant_only_loss`.
+  into tokens the way the installed transformers' `apply_chat_template(..., return_assistant_tokens_mask=True)`
+  does it (every token overlapping a span; measure.py). That is TRL's `assistant_only_loss`.
 - Anything else (no markers, prompt/completion pairs): prefix rendering. Turn k trains
   len(tokens(render(messages[:k+1]))) - len(tokens(render(messages[:k], add_generation_prompt=True))),
   the same difference TRL uses for prompt/completion data. A conversation that opens with an
