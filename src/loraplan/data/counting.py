@@ -27,6 +27,7 @@ from loraplan.data.result import Tally, TokenCount
 from loraplan.data.sources import DataSet, RawRecord, parse
 from loraplan.data.template import ChatTemplate
 from loraplan.data.tokenizer import TokenizerBundle, load_tokenizer, with_template
+from loraplan.errors import LoraplanError
 
 BATCH_RECORDS = 1024
 BATCH_CHARS = 32 * 2**20  # a batch also ends at this much rendered text, so a few huge records stay few
@@ -213,8 +214,7 @@ def plan_batches(records: Iterable[RawRecord], examples: Examples, planner: Sequ
     chars = 0
     for raw in records:
         try:
-            example = examples.build(raw)
-            works = [planner.plan(seq, raw.where, example.weight) for seq in example.sequences]
+            example, works = _plan_one(raw, examples, planner)
         except InvalidRecordError as exc:
             if not skip_invalid:
                 raise
@@ -227,6 +227,18 @@ def plan_batches(records: Iterable[RawRecord], examples: Examples, planner: Sequ
             batch, chars = [], 0
     if batch:
         yield batch
+
+
+def _plan_one(raw: RawRecord, examples: Examples, planner: SequencePlanner[T]) -> tuple[Example, list[T]]:
+    """One record's example and planned sequences; an unexpected error from its content is that record's error."""
+    try:
+        example = examples.build(raw)
+        return example, [planner.plan(seq, raw.where, example.weight) for seq in example.sequences]
+    except LoraplanError:
+        raise
+    except Exception as exc:  # a value of a type no check foresaw: name it, never a traceback
+        raise InvalidRecordError(raw.where, f"cannot use this record ({type(exc).__name__}: {str(exc)[:200]})",
+                                 "malformed record") from exc
 
 
 _DONE = object()
