@@ -35,8 +35,8 @@ from loraplan.data.tokenizer import TokenizerBundle, load_tokenizer
 
 __all__ = [
     "ConfidenceInterval",
-    "DataLimits",
     "DataError",
+    "DataLimits",
     "DataSourceError",
     "InvalidRecordError",
     "MaskError",
