@@ -22,6 +22,8 @@ from loraplan.data.masking import Work
 
 Range = tuple[int, int]
 _CACHE_LIMIT = 200_000
+# char_to_token scans the encoding, so past this many spans one walk over the offsets is cheaper (and linear)
+_WALK_SPANS = 64
 
 
 class Measurer:
@@ -123,11 +125,12 @@ def _marker_ranges(work: Work, enc: Any, n: int) -> list[Range]:
     order and apart (every real template) that is "the token overlaps a span", found here from each
     span's end characters with `char_to_token` plus a step over tokens that share a character
     (an emoji, a CJK character or a flag split over several byte tokens). Anything else (nested or
-    empty spans, characters no token covers) takes the literal walk. Tests compare both with
+    empty spans, characters no token covers, records with many turns) takes the literal walk. Tests compare both with
     transformers itself.
     """
     spans = work.spans
-    if any(start >= end for start, end in spans) or any(a[1] > b[0] for a, b in pairwise(spans)):
+    if len(spans) > _WALK_SPANS or any(start >= end for start, end in spans) \
+            or any(a[1] > b[0] for a, b in pairwise(spans)):
         return _walk(work, enc)
     ranges: list[Range] = []
     previous_end = 0

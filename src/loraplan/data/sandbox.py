@@ -63,6 +63,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals["lipsum"] = self._lipsum
         for name, func in list(self.filters.items()):
             self.filters[name] = self._bounded_filter(name, func)
+        self.filters["join"] = self._bounded_filter("join", self._join_filter(self.filters["join"]))
 
     # -- sizes -------------------------------------------------------------------------------------
     def check(self, value: Any, what: str = "a value") -> Any:
@@ -88,6 +89,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 raise RenderLimitError(f"the template asked for {left} ** {right}, an integer over {INT_BITS:,} bits")
         elif operator == "%" and isinstance(left, str):
             self._check_printf(left, right)
+        elif operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            self.refuse_over(len(left) + len(right), "the result of '+'")
         return self.check(self.binop_table[operator](left, right), f"the result of '{operator}'")
 
     def _project_product(self, left: Any, right: Any) -> None:
@@ -107,13 +110,21 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if type(__obj) is types.BuiltinMethodType and isinstance(__obj.__self__, str) \
-                and __obj.__name__ in _WIDENING_METHODS:
+                and __obj.__name__ in _WIDENING_METHODS and args:
+            if __obj.__name__ == "join" and not isinstance(args[0], list | tuple):
+                args = (__self._bounded_list(args[0]), *args[1:])  # a generator: its size must be known first
             __self._project_method(__obj.__self__, __obj.__name__, args)
         return __self.check(super().call(__context, __obj, *args, **kwargs), "a call's result")
 
+    def _bounded_list(self, items: Any) -> list[Any]:
+        out = []
+        for item in items:
+            out.append(item)
+            if len(out) > self.max_chars:
+                self.refuse_over(len(out), "a sequence")
+        return out
+
     def _project_method(self, text: str, name: str, args: tuple[Any, ...]) -> None:
-        if not args:
-            return
         first = args[0]
         if name in ("center", "ljust", "rjust", "zfill") and isinstance(first, int):
             self.refuse_over(first, f"str.{name}({first})")
@@ -171,6 +182,18 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.refuse_over(int(n) * int(max) * 12, "lipsum text")
         return generate_lorem_ipsum(n, html, min, max)
 
+    def _join_filter(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Jinja's `join`, with the items (a generator, a range) listed and measured before joining."""
+        from jinja2.utils import pass_eval_context
+
+        @pass_eval_context
+        def join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+            items = self._bounded_list(value)
+            self.refuse_over(_joined_size(items, str(d)), "the 'join' filter's output")
+            return original.__wrapped__(eval_ctx, items, d, attribute)
+
+        return join
+
     def _bounded_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         project = _FILTER_PROJECTIONS.get(name)
 
@@ -195,7 +218,7 @@ def _replaced_size(text: str, old: str, new: str) -> int:
 
 def _joined_size(items: Any, separator: str) -> int:
     items = items if isinstance(items, list | tuple) else []
-    return sum(len(i) for i in items if isinstance(i, str)) + max(0, len(items) - 1) * len(separator)
+    return sum(len(i) if isinstance(i, str) else 1 for i in items) + max(0, len(items) - 1) * len(separator)
 
 
 def _width(value: Any) -> int:
@@ -217,7 +240,6 @@ _FILTER_PROJECTIONS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], int]]
     "indent": lambda a, k: len(str(a[0])) + _lines(a[0]) * _width(a[1] if len(a) > 1 else k.get("width", 4)),
     "format": _printf_width,
     "replace": lambda a, k: _replaced_size(str(a[0]), str(a[1]), str(a[2])) if len(a) > 2 else 0,
-    "join": lambda a, k: _joined_size(a[0], str(a[1] if len(a) > 1 else k.get("d", ""))),
     "batch": lambda a, k: _width(a[1] if len(a) > 1 else k.get("linecount", 0)),
     "wordwrap": lambda a, k: len(str(a[0])) * (1 + len(str(k.get("wrapstring") or (a[3] if len(a) > 3 else "")))),
 }

@@ -64,9 +64,13 @@ def load_tokenizer(reference: str, chat_template: str | Path | None = None,
                    trust_remote_code: bool = False) -> TokenizerBundle:
     """A local folder, a tokenizer.json file or a hub id; `chat_template` (a file) overrides the template."""
     path = Path(reference).expanduser()
-    if path.is_file() and path.name.endswith(".json"):
-        path = path.parent
-    if path.is_dir():
+    try:
+        if path.name.endswith(".json") and os.path.lexists(path) and not path.is_dir():
+            path = path.parent
+        is_dir = path.is_dir()
+    except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP while looking the reference up
+        raise TokenizerError(f"tokenizer `{reference[:200]}`: cannot look it up ({exc.strerror or exc})") from exc
+    if is_dir:
         bundle = _from_folder(path, reference, trust_remote_code)
     elif reference.count("/") == 1 and not reference.startswith((".", "/", "~")):
         bundle = _from_folder(_hub_snapshot(reference), reference, trust_remote_code)
@@ -132,12 +136,13 @@ def _from_folder(folder: Path, name: str, trust_remote_code: bool) -> TokenizerB
     config = _read_json(folder / "tokenizer_config.json")
     token_map = {**_read_json(folder / "special_tokens_map.json"), **config}
     specials = {key: text for key in SPECIAL_TOKEN_NAMES if (text := _token_text(token_map.get(key))) is not None}
-    _match_post_processor(backend, config, specials)
+    _match_post_processor(backend, config, specials, folder / "tokenizer_config.json")
     added = frozenset(backend.get_added_tokens_decoder())
     return TokenizerBundle(name, backend, _template_from(folder, config), specials, added)
 
 
-def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Mapping[str, str]) -> None:
+def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Mapping[str, str],
+                          config_path: Path) -> None:
     """transformers rebuilds the post-processor when add_bos_token/add_eos_token are set or none exists."""
     if "add_bos_token" not in config and "add_eos_token" not in config and backend.post_processor is not None:
         return
@@ -151,12 +156,12 @@ def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Map
     tokens = [(t, backend.token_to_id(t)) for t, on in ((bos, add_bos), (eos, add_eos)) if on and t is not None]
     missing = [t for t, token_id in tokens if token_id is None]
     if missing:
-        raise TokenizerError(f"tokenizer_config.json asks to add {', '.join(map(repr, missing))}, which the "
+        raise TokenizerError(f"{config_path}: asks to add {', '.join(map(repr, missing))}, which the "
                              "tokenizer's vocabulary does not have")
     try:
         backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=tokens)
     except Exception as exc:  # the Rust side rejects templates it cannot parse (e.g. a token with a space)
-        raise TokenizerError(f"tokenizer_config.json: special tokens {bos!r} / {eos!r} cannot be added "
+        raise TokenizerError(f"{config_path}: special tokens {bos!r} / {eos!r} cannot be added "
                              f"({exc})") from exc
 
 
