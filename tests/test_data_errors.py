@@ -117,7 +117,8 @@ def test_a_failing_template_names_the_record(tmp_path: Path, tok: str) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", [{"messages": [{"role": "system", "content": "s"},
                                                              {"role": "user", "content": "q"},
                                                              {"role": "assistant", "content": "a"}]}])
-    with pytest.raises(InvalidRecordError, match=r"d\.jsonl:1: chat template .*strict\.jinja failed on this record \(template line 1\): no system"):
+    with pytest.raises(InvalidRecordError, match=r"d\.jsonl:1: chat template .*strict\.jinja failed on this record "
+                       r"\(template line 1\): no system"):
         count_trained_tokens(data, tok, chat_template=template)
 
 

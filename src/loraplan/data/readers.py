@@ -1,7 +1,7 @@
 """File formats -> raw records, streamed in bounded memory whatever the file holds.
 
-Compressed files are decompressed as they are read, never whole. Lines are read with a length
-cap (`readline(limit + 1)`), so a 2 GB single-line record costs one capped read, not 2 GB: it is
+Compressed files are decompressed as they are read, never whole. Lines are split from 1 MiB reads
+with a length cap, so a 2 GB single-line record costs one capped buffer, not 2 GB: it is
 reported at its line as too large, its bytes dropped as they arrive, and reading goes on with the
 next line. A `.json` document, which must be parsed whole, is read up to its own cap. A file that
 cannot be decompressed (truncated, corrupt, a `.zst` that is not zstd) becomes one record-level
@@ -23,7 +23,7 @@ from loraplan.data.errors import DataSourceError
 from loraplan.data.limits import DataLimits
 from loraplan.errors import require
 
-READ_CHUNK = 2**20  # bytes read at a time while skipping an over-long line or reading a .json document
+READ_CHUNK = 2**20  # bytes read at a time
 Position = Callable[[], None]
 
 
@@ -55,25 +55,46 @@ def decompress(raw: IO[bytes], compression: str | None, path: Path) -> IO[bytes]
     return raw
 
 
-def _read(stream: IO[bytes], size: int, line: bool) -> bytes:
+def _read(stream: IO[bytes], size: int) -> bytes:
     """One bounded read; any decompressor or I/O failure becomes _Unreadable."""
     try:
-        return stream.readline(size) if line else stream.read(size)
+        return stream.read(size)
     except Exception as exc:  # gzip: OSError/EOFError/zlib.error; zstandard: ZstdError; disks: OSError
         raise _Unreadable(str(exc) or type(exc).__name__) from exc
 
 
 def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | None]:
-    """Each line with its newline; None for a line over `limit` bytes (read past in chunks, never held)."""
-    while line := _read(stream, limit + 2, line=True):
-        if len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0) <= limit:
-            yield line
-            continue
-        while not line.endswith(b"\n"):
-            line = _read(stream, READ_CHUNK, line=True)
-            if not line:
-                break
+    """Each line with its newline; None for a line over `limit` bytes, whose bytes are dropped as they arrive.
+
+    The stream is read READ_CHUNK bytes at a time and split here (readline would build a long line in
+    8 KiB pieces); at most `limit` bytes of an unfinished line are kept.
+    """
+    parts: list[bytes] = []  # the unfinished line so far
+    size = 0
+    skipping = False  # inside a line already known to be too long
+    while chunk := _read(stream, READ_CHUNK):
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        for i, line in enumerate(lines):
+            if i == 0:
+                if skipping:
+                    skipping = False
+                    yield None
+                    continue
+                if parts:
+                    line = b"".join((*parts, line))
+                    parts, size = [], 0
+            yield line + b"\n" if len(line) - line.endswith(b"\r") <= limit else None
+        if not skipping and tail:
+            parts.append(tail)
+            size += len(tail)
+            if size > limit + 1:
+                parts, size, skipping = [], 0, True
+    if skipping:
         yield None
+    elif parts:
+        line = b"".join(parts)
+        yield line if len(line) - line.endswith(b"\r") <= limit else None
 
 
 def _too_large(path: Path, lineno: int, limits: DataLimits) -> RawRecord:
@@ -115,7 +136,7 @@ def json_document(path: Path, stream: IO[bytes], position: Position, limits: Dat
     parts: list[bytes] = []
     size = 0
     try:
-        while size <= cap and (part := _read(stream, READ_CHUNK, line=False)):
+        while size <= cap and (part := _read(stream, READ_CHUNK)):
             parts.append(part)
             size += len(part)
     except _Unreadable as exc:

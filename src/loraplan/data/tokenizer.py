@@ -24,9 +24,9 @@ from loraplan.errors import InputFileError
 from loraplan.userfiles import read_user_text
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-TOKENIZER_JSON_BYTES = 512 * 2**20  # the largest real tokenizer.json files (256k vocabularies) are ~35 MB
-CONFIG_BYTES = 64 * 2**20  # tokenizer_config.json can hold every added token: a few MB
-TEMPLATE_BYTES = 16 * 2**20  # chat templates are a few to a hundred KB
+TOKENIZER_JSON_BYTES = 128 * 2**20  # the largest real tokenizer.json files (256k vocabularies) are ~35 MB
+CONFIG_BYTES = 16 * 2**20  # tokenizer_config.json can hold every added token: a few MB
+TEMPLATE_BYTES = 4 * 2**20  # chat templates are a few to a hundred KB
 _HUB_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
               "chat_template.json", "tokenizer.model", "*.tiktoken", "vocab.json", "merges.txt"]
 
