@@ -59,3 +59,11 @@ class DataLimits:
 
 
 DEFAULT_LIMITS = DataLimits()
+
+
+class RenderTimeout(BaseException):
+    """Raised inside a render that ran past its time limit by loraplan.data.sandbox's watchdog.
+
+    A BaseException, so that no template code or library `except Exception` swallows it; it lives here,
+    not in sandbox.py, so that catching it does not import Jinja.
+    """

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from loraplan.data.errors import InvalidRecordError, MaskError, TokenizerError
+from loraplan.data.limits import RenderTimeout
 from loraplan.data.records import Conversation, Message, PromptCompletion, Sequence, Text
 from loraplan.data.template import ChatTemplate, Span
 
@@ -107,8 +108,10 @@ class Planner:
                 with self.template.record():
                     work = self._pair(seq, where) if isinstance(seq, PromptCompletion) else \
                         self._conversation(seq, mode, where)
-            except TokenizerError as exc:  # the template failed on this record, or ran past its time
+            except TokenizerError as exc:  # the template failed on this record
                 raise InvalidRecordError(where, str(exc), "template error") from exc
+            except RenderTimeout:  # the watchdog stopped it
+                raise InvalidRecordError(where, str(self.template.timeout_error()), "template error") from None
         work.all_tokens = mode is MaskMode.ALL
         work.weight = weight
         return work

@@ -19,21 +19,20 @@ A limit hit raises RenderLimitError, a TemplateError: the caller turns it into t
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import re
 import string
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from loraplan.data.limits import DataLimits
+from loraplan.data.limits import DataLimits, RenderTimeout
 
 INT_BITS = 1 << 17  # 131,072 bits (~40,000 digits): far past any number a chat template prints
 MAX_WIDTH = 100_000  # a field width or indent; templates use single digits
@@ -43,10 +42,6 @@ _WIDENING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"
 
 class RenderLimitError(TemplateError):
     """A template asked for more than the render budget."""
-
-
-class RenderTimeout(BaseException):
-    """Raised inside a render that ran past its time limit (BaseException: no template code catches it)."""
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -82,6 +77,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     # -- operators, calls, concatenation -------------------------------------------------------------
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+" and type(left) is str is type(right):  # the hot case: templates join strings with +
+            if len(left) + len(right) > self.max_chars:
+                self.refuse_over(len(left) + len(right), "the result of '+'")
+            return left + right
         if operator == "*":
             self._project_product(left, right)
         elif operator == "**" and type(left) is int and type(right) is int and right > 0 and abs(left) > 1:
@@ -258,11 +257,9 @@ class Watchdog:
             self._raise.argtypes = [ctypes.c_ulong, ctypes.py_object]
             self._raise.restype = ctypes.c_int
 
-    @contextlib.contextmanager
-    def limit(self, seconds: float) -> Iterator[None]:
-        """Run the body with a deadline; past it, RenderTimeout is raised inside the body."""
+    def start(self, seconds: float) -> None:
+        """From now, this thread's render may run `seconds`; past that, RenderTimeout is raised in it."""
         if self._raise is None:  # not CPython: the operation bounds above still hold
-            yield
             return
         tid = threading.get_ident()
         with self._lock:
@@ -270,13 +267,16 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="loraplan-render-watchdog", daemon=True)
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                job = self._jobs.pop(tid, None)
-                if job is not None and job[1]:
-                    self._raise(tid, ctypes.py_object())  # a NULL exception clears one not yet delivered
+
+    def stop(self) -> None:
+        """The render is over; a timeout fired but not yet delivered is withdrawn."""
+        if self._raise is None:
+            return
+        tid = threading.get_ident()
+        with self._lock:
+            job = self._jobs.pop(tid, None)
+            if job is not None and job[1]:
+                self._raise(tid, ctypes.py_object())  # a NULL exception clears one not yet delivered
 
     def _run(self) -> None:
         while True:

@@ -10,12 +10,12 @@ the spans equal `apply_chat_template`'s.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from itertools import islice
 from types import TracebackType
 from typing import Any
 
@@ -60,20 +60,26 @@ class ChatTemplate:
         self._fast_globals = dict(fast.globals)
         self._exact, self._tracker = _compile(source, False, limits)
         self._environments = (fast.environment, self._exact.environment)
+        from loraplan.data.sandbox import WATCHDOG  # imported with Jinja by _compile above
 
-    @contextlib.contextmanager
-    def record(self) -> Iterator[None]:
-        """One record's renders (every prefix included) share `limits.render_seconds` and the range budget."""
-        from loraplan.data.sandbox import WATCHDOG, RenderTimeout
+        self._watchdog = WATCHDOG
 
+    def record(self) -> ChatTemplate:
+        """A context for one record's renders (every prefix included): they share `limits.render_seconds` and
+        the range budget; past the time, RenderTimeout (loraplan.data.limits) is raised inside the context."""
+        return self
+
+    def __enter__(self) -> None:
         for env in self._environments:
             env.range_items = 0
-        try:
-            with WATCHDOG.limit(self.limits.render_seconds):
-                yield
-        except RenderTimeout:
-            raise TokenizerError(f"{self.name} took over {self.limits.render_seconds:g} s on this record (the "
-                                 "--max-render-seconds limit)") from None
+        self._watchdog.start(self.limits.render_seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        self._watchdog.stop()
+
+    def timeout_error(self) -> TokenizerError:
+        return TokenizerError(f"{self.name} took over {self.limits.render_seconds:g} s on this record (the "
+                              "--max-render-seconds limit)")
 
     def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
                tools: list[Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[str, list[Span]]:
@@ -88,8 +94,10 @@ class ChatTemplate:
                                           add_generation_prompt=add_generation_prompt, **kwargs), []
             if (self._fast is not None and not _chat_holds_marker(chat) and not (tools and _holds_marker(tools))
                     and not (extra and _holds_marker(extra))):
-                with contextlib.suppress(Exception):  # an error is raised again, as transformers raises it, below
+                try:
                     return self._render_fast(chat, tools, add_generation_prompt, kwargs)
+                except Exception:  # rendered again below, where the error is raised as transformers raises it
+                    pass
             return self._tracker.track(self._exact.generate(
                 messages=chat, tools=tools, documents=None, add_generation_prompt=add_generation_prompt, **kwargs))
         except jinja2.TemplateError as exc:
@@ -113,16 +121,17 @@ OPEN, CLOSE = "\ue000", "\ue001"
 
 
 def _bounded_join(pieces: Iterable[str], limit: int) -> str:
-    """A render's output, refused as soon as it passes `limit` characters."""
-    from loraplan.data.sandbox import RenderLimitError
-
+    """A render's output, refused as soon as it passes `limit` characters (checked every few pieces)."""
     out: list[str] = []
     size = 0
-    for piece in pieces:
-        size += len(piece)
+    stream = iter(pieces)
+    while batch := list(islice(stream, 16)):
+        size += sum(map(len, batch))
         if size > limit:
+            from loraplan.data.sandbox import RenderLimitError
+
             raise RenderLimitError(f"the rendered record passed {limit:,} characters (4 x --max-record-bytes)")
-        out.append(piece)
+        out += batch
     return "".join(out)
 
 
