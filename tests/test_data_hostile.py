@@ -138,6 +138,7 @@ TEMPLATE_BOMBS = {
     "doubling": ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
                  "{{ ns.s }}", "concatenation"),
     "center": ("{{ 'x'.center(10000000000) }}", "str.center"),
+    "expandtabs": ("{{ ('\t' * 100000000).expandtabs() }}", "str.expandtabs"),
     "printf-width": ("{{ '%999999999d' % 1 }}", "wider than"),
     "join-separator": ("{{ range(100000)|map('string')|join('x' * 100000) }}", "'join' filter"),
     "power": ("{{ 2 ** 100000000 }}", "integer over"),

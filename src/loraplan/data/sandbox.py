@@ -109,10 +109,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if type(__obj) is types.BuiltinMethodType and isinstance(__obj.__self__, str) \
-                and __obj.__name__ in _WIDENING_METHODS and args:
-            if __obj.__name__ == "join" and not isinstance(args[0], list | tuple):
+                and __obj.__name__ in _WIDENING_METHODS:
+            if __obj.__name__ == "join" and args and not isinstance(args[0], list | tuple):
                 args = (__self._bounded_list(args[0]), *args[1:])  # a generator: its size must be known first
-            __self._project_method(__obj.__self__, __obj.__name__, args)
+            __self._project_method(__obj.__self__, __obj.__name__, args, kwargs)
         return __self.check(super().call(__context, __obj, *args, **kwargs), "a call's result")
 
     def _bounded_list(self, items: Any) -> list[Any]:
@@ -123,12 +123,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 self.refuse_over(len(out), "a sequence")
         return out
 
-    def _project_method(self, text: str, name: str, args: tuple[Any, ...]) -> None:
-        first = args[0]
+    def _project_method(self, text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        first = args[0] if args else None
         if name in ("center", "ljust", "rjust", "zfill") and isinstance(first, int):
             self.refuse_over(first, f"str.{name}({first})")
-        elif name == "expandtabs" and isinstance(first, int):
-            self.refuse_over(len(text) + text.count("\t") * first, "str.expandtabs")
+        elif name == "expandtabs":
+            size = first if isinstance(first, int) else kwargs.get("tabsize", 8)
+            self.refuse_over(len(text) + text.count("\t") * (size if isinstance(size, int) else 0), "str.expandtabs")
         elif name == "replace" and len(args) > 1 and isinstance(first, str) and isinstance(args[1], str):
             self.refuse_over(_replaced_size(text, first, args[1]), "str.replace")
         elif name == "join" and isinstance(first, list | tuple):
