@@ -94,7 +94,7 @@ def test_source_tokenizer_and_mask_problems(tok: str, tmp_path: Path) -> None:
         count_trained_tokens(data, tok, mask="completion")
     with pytest.raises(ValueError, match="last"):
         count_trained_tokens(data, tok, mask="lastt")
-    with pytest.raises(DataError, match="--max-length must be positive"):
+    with pytest.raises(DataError, match="--max-length must be a positive integer"):
         count_trained_tokens(data, tok, max_length=0)
 
 
@@ -117,7 +117,8 @@ def test_a_failing_template_names_the_record(tmp_path: Path, tok: str) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", [{"messages": [{"role": "system", "content": "s"},
                                                              {"role": "user", "content": "q"},
                                                              {"role": "assistant", "content": "a"}]}])
-    with pytest.raises(InvalidRecordError, match=r"d\.jsonl:1: the chat template failed on this record: no system"):
+    with pytest.raises(InvalidRecordError, match=r"d\.jsonl:1: chat template .*strict\.jinja failed on this record "
+                       r"\(template line 1\): no system"):
         count_trained_tokens(data, tok, chat_template=template)
 
 
@@ -136,3 +137,59 @@ def test_cli_prints_one_line_and_exits_2(name: str, tok: str) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert name in proc.stderr
+
+
+# A tool call rendered the way DeepSeek-V3's original template renders it: `arguments` concatenated as a string.
+TOOL_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.tool_calls %}"
+                 "{% for tc in m.tool_calls %}{{ '<tool>' + tc.function.name + '\\n' + tc.function.arguments + "
+                 "'</tool>' }}{% endfor %}{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}")
+
+
+def test_a_template_type_error_is_the_record_error_and_skippable(tmp_path: Path, tok: str) -> None:
+    template = tmp_path / "tools.jinja"
+    template.write_text(TOOL_TEMPLATE)
+    call = {"function": {"name": "f", "arguments": {"x": 1}}}  # a dict, as OpenAI-style data stores it
+    records = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+               {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [call]}]}]
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+    with pytest.raises(InvalidRecordError, match=r"d\.jsonl:2: chat template .*tools\.jinja failed on this record "
+                       r"\(template line 1\): TypeError: can only concatenate str \(not \"dict\"\) to str"):
+        count_trained_tokens(data, tok, chat_template=template, mask="all")
+    got = count_trained_tokens(data, tok, chat_template=template, mask="all", skip_invalid=True)
+    assert got.examples == 1 and got.skip_reasons == {"template error": 1}
+
+
+def test_an_opening_assistant_turn_is_counted_against_the_empty_prompt(tmp_path: Path) -> None:
+    """Without markers, the opening turn trains what it adds to the template's empty conversation + generation
+    prompt; the later turns follow the prefix rule (oracle: transformers' tokenizer on the rendered strings)."""
+    from tests.fixtures.data.support import hf_tokenizer, prefix_oracle
+
+    path = tokenizer_dir("chatml", markers=False)
+    hf = hf_tokenizer(path)
+    chat = [{"role": "assistant", "content": "hello there"}, {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"}]
+    got = count_trained_tokens(write_jsonl(tmp_path / "d.jsonl", [{"messages": chat}]), str(path))
+
+    def n(text: str) -> int:
+        return len(hf(text, add_special_tokens=False)["input_ids"])
+
+    first = n("<|im_start|>assistant\nhello there<|im_end|>\n") - n("<|im_start|>assistant\n")
+    total, later = prefix_oracle(hf, chat, [2])
+    assert (got.total_tokens, got.trained_tokens) == (total, first + later)
+
+
+def test_an_opening_assistant_turn_says_why_when_the_template_needs_a_first_message(tmp_path: Path) -> None:
+    template = tmp_path / "first.jinja"  # the `messages[0]['role']` check Llama-3.2's template opens with
+    template.write_text("{% if messages[0]['role'] == 'system' %}{% set offset = 1 %}{% endif %}"
+                        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    chat = [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"}]
+    data = write_jsonl(tmp_path / "d.jsonl", [{"messages": chat}])
+    plain = str(tokenizer_dir("chatml", markers=False))
+    with pytest.raises(InvalidRecordError, match=r"d\.jsonl:1: the conversation opens with an assistant turn, whose "
+                       r"prompt is the template's empty conversation, and the template cannot render one") as info:
+        count_trained_tokens(data, plain, chat_template=template)
+    assert "start the conversation with a user or system turn" in str(info.value)
+    got = count_trained_tokens(data, plain, chat_template=template, mask="last")  # no empty prompt needed
+    assert got.examples == 1 and got.trained_tokens > 0

@@ -15,6 +15,7 @@ from loraplan.output import console, emit_json, err_console, table
 
 if TYPE_CHECKING:
     from loraplan.data import TokenCount
+    from loraplan.data.limits import DataLimits
 
 DataArg = Annotated[list[str], typer.Argument(help="files (.jsonl/.json/.parquet/.csv, .gz/.zst), folders, globs "
                                                    "or a hub data set")]
@@ -28,7 +29,13 @@ MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", min=1, help="t
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="skip malformed records, count and report them")]
 SampleOpt = Annotated[int | None, typer.Option("--sample", min=1, help="estimate from N random records (95% CI)")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="processes to count with (default: every "
-                                                                         "core for files over 32 MiB, else 1)")]
+                                                                         "core for files over 32 MiB, else 1; at "
+                                                                         "most the cores available)")]
+RecordBytesOpt = Annotated[int, typer.Option("--max-record-bytes", min=1, help="longest record (JSONL line, CSV row) "
+                                                                               "read; 4x this bounds a .json file "
+                                                                               "and a template's output")]
+RenderSecondsOpt = Annotated[float, typer.Option("--max-render-seconds", min=0.001,
+                                                 help="time limit to render one record's chat template")]
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +56,8 @@ def tokens(
     sample: SampleOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of --sample")] = 0,
     workers: WorkersOpt = None,
+    max_record_bytes: RecordBytesOpt = 64 * 2**20,
+    max_render_seconds: RenderSecondsOpt = 10.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Count examples, total and trained tokens of DATA under the trainer's loss mask.
@@ -58,8 +67,12 @@ def tokens(
     $ loraplan tokens examples/chat.jsonl --tokenizer examples/tokenizer
     $ loraplan tokens examples/chat.jsonl --tokenizer examples/tokenizer --mask last --max-length 1024 --json
     """
+    from loraplan.data.limits import DataLimits
+
+    limits = DataLimits(record_bytes=max_record_bytes, render_seconds=max_render_seconds)
     result = count_data(data, tokenizer, model, chat_template, record_format, mask, max_length, skip_invalid,
-                        sample, show_progress=not json_out, split=split, subset=subset, seed=seed, workers=workers)
+                        sample, show_progress=not json_out, split=split, subset=subset, seed=seed, workers=workers,
+                        limits=limits)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -69,10 +82,11 @@ def tokens(
 def count_data(data: list[str], tokenizer: str | None, model: str | None, chat_template: Path | None,
                record_format: str, mask: str, max_length: int | None, skip_invalid: bool, sample: int | None,
                show_progress: bool, split: str = "train", subset: str | None = None, seed: int = 0,
-               workers: int | None = None) -> TokenCount:
+               workers: int | None = None, limits: DataLimits | None = None) -> TokenCount:
     """Parse the data options and count; the tokenizer defaults to the model's own when a model is named.
 
     workers: None lets count_trained_tokens decide (every core once the files are big enough to pay for it).
+    limits: per-record bounds (None: loraplan.data.limits' defaults).
     """
     from loraplan.data import count_trained_tokens
     from loraplan.data.tokenizer import tokenizer_for_model
@@ -82,7 +96,7 @@ def count_data(data: list[str], tokenizer: str | None, model: str | None, chat_t
         return count_trained_tokens(
             data, tok, chat_template=chat_template, record_format=choice("RecordFormat", record_format, "--format"),
             mask=choice("MaskMode", mask, "--mask"), max_length=max_length, split=split, subset=subset,
-            skip_invalid=skip_invalid, sample=sample, seed=seed, progress=progress, workers=workers)
+            skip_invalid=skip_invalid, sample=sample, seed=seed, progress=progress, workers=workers, limits=limits)
 
 
 def choice(enum_name: str, value: str, option: str) -> Any:

@@ -1,8 +1,11 @@
 """What the adapter must learn: trained (loss-carrying) tokens of a training set.
 
+    limits.py     DataLimits: per-record bounds (record bytes, render time) and what scales with them
     sources.py    files, folders, globs, hub data sets -> raw records (file:line attached)
+    readers.py    JSONL, JSON, CSV/TSV, Parquet (and .gz/.zst) streamed with capped reads
     records.py    record formats (messages, ShareGPT, prompt/completion, Alpaca, text, preference) -> sequences
     template.py   chat templates rendered as transformers renders them, generation spans tracked
+    sandbox.py    the Jinja sandbox with work bounded (sizes, loops, time): a hostile template is a record error
     tokenizer.py  tokenizer.json + template + special tokens, without importing transformers
     masking.py    loss-mask modes -> what to measure (generation spans, or prompt prefixes)
     measure.py    one batched encode -> token counts and trained ranges, exact against the oracles
@@ -24,6 +27,7 @@ from loraplan.data.errors import (
     TokenizerError,
     TokenizerUnavailableError,
 )
+from loraplan.data.limits import DataLimits
 from loraplan.data.masking import MaskMode
 from loraplan.data.records import RecordFormat
 from loraplan.data.result import ConfidenceInterval, SideCount, TokenCount
@@ -32,6 +36,7 @@ from loraplan.data.tokenizer import TokenizerBundle, load_tokenizer
 __all__ = [
     "ConfidenceInterval",
     "DataError",
+    "DataLimits",
     "DataSourceError",
     "InvalidRecordError",
     "MaskError",

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from loraplan.data.errors import InvalidRecordError, TokenizerUnavailableError
+from loraplan.data.errors import DataError, InvalidRecordError, TokenizerUnavailableError
+from loraplan.data.limits import DEFAULT_LIMITS, DataLimits
 from loraplan.data.masking import MaskMode, Planner, Work
 from loraplan.data.measure import Measurer
 from loraplan.data.records import Example, RecordFormat, Sequence, detect_format, to_example
@@ -26,8 +27,10 @@ from loraplan.data.result import Tally, TokenCount
 from loraplan.data.sources import DataSet, RawRecord, parse
 from loraplan.data.template import ChatTemplate
 from loraplan.data.tokenizer import TokenizerBundle, load_tokenizer, with_template
+from loraplan.errors import LoraplanError
 
 BATCH_RECORDS = 1024
+BATCH_CHARS = 32 * 2**20  # a batch also ends at this much rendered text, so a few huge records stay few
 PREFETCH_BATCHES = 3
 PARALLEL_MIN_BYTES = 32 * 2**20  # below this, starting worker processes costs more than it saves
 T = TypeVar("T", covariant=True)
@@ -42,6 +45,7 @@ class CountOptions:
     mask: MaskMode = MaskMode.AUTO
     max_length: int | None = None
     skip_invalid: bool = False
+    limits: DataLimits = DEFAULT_LIMITS
 
 
 def count_trained_tokens(
@@ -60,6 +64,7 @@ def count_trained_tokens(
     estimate_if_unavailable: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
+    limits: DataLimits | None = None,
 ) -> TokenCount:
     """Count the tokens a trainer would train on `data` (files, folders, globs or a hub data set).
 
@@ -70,14 +75,17 @@ def count_trained_tokens(
     sample: count a uniform random sample of this many records and scale up, with a 95% interval.
     estimate_if_unavailable: when the tokenizer cannot be fetched (offline, gated), estimate from bytes
         (TokenCount.estimated is then True) instead of raising TokenizerUnavailableError.
-    workers: processes to count with; None uses every core once the files pass PARALLEL_MIN_BYTES.
+    workers: processes to count with; None uses every core once the files pass PARALLEL_MIN_BYTES; never more
+        than the cores this process may use.
+    limits: per-record bounds (record size, render time; loraplan.data.limits); None: the defaults.
     """
-    options = CountOptions(RecordFormat(record_format), MaskMode(mask), max_length, skip_invalid)
-    if max_length is not None and max_length <= 0:
-        from loraplan.data.errors import DataError
-
-        raise DataError(f"--max-length must be positive, got {max_length}")
-    dataset = DataSet(data, split, subset)
+    limits = limits or DEFAULT_LIMITS
+    options = CountOptions(RecordFormat(record_format), MaskMode(mask), max_length, skip_invalid, limits)
+    if max_length is not None and (not isinstance(max_length, int) or max_length <= 0):
+        raise DataError(f"--max-length must be a positive integer, got {max_length!r}")
+    if workers is not None and (not isinstance(workers, int) or workers <= 0):
+        raise DataError(f"--workers must be a positive integer, got {workers!r}")
+    dataset = DataSet(data, split, subset, limits)
     bundle = None
     note = None
     if isinstance(tokenizer, TokenizerBundle):
@@ -103,6 +111,7 @@ def count_trained_tokens(
     if workers is None:
         big = dataset.total_bytes is not None and dataset.total_bytes >= PARALLEL_MIN_BYTES
         workers = available_cores() if big else 1
+    workers = min(workers, available_cores())  # more processes than cores only cost memory
     return run_count(dataset, bundle, options, Tally(max_length), progress, workers).result(tokenizer=bundle.name)
 
 
@@ -144,7 +153,8 @@ class Pipeline:
 
     def __init__(self, bundle: TokenizerBundle, options: CountOptions, record_format: RecordFormat | None = None,
                  detected_at: str | None = None) -> None:
-        template = ChatTemplate(bundle.chat_template, bundle.special_tokens) if bundle.chat_template else None
+        template = ChatTemplate(bundle.chat_template, bundle.special_tokens, options.limits,
+                                bundle.template_name) if bundle.chat_template else None
         self.planner = Planner(template, options.mask, bundle.name)
         self.measurer = Measurer(bundle.backend, bundle.added_ids)
         self.examples = Examples(record_format or options.record_format, bundle.eos_token, detected_at)
@@ -201,21 +211,34 @@ def plan_batches(records: Iterable[RawRecord], examples: Examples, planner: Sequ
                  skip_invalid: bool) -> Iterator[list[tuple[Example, list[T]]]]:
     """Batches of (example, planned sequences); invalid records raise, or are tallied as skips (--skip-invalid)."""
     batch: list[tuple[Example, list[T]]] = []
+    chars = 0
     for raw in records:
         try:
-            example = examples.build(raw)
-            works = [planner.plan(seq, raw.where, example.weight) for seq in example.sequences]
+            example, works = _plan_one(raw, examples, planner)
         except InvalidRecordError as exc:
             if not skip_invalid:
                 raise
             tally.skip(exc.reason, str(exc))
             continue
         batch.append((example, works))
-        if len(batch) >= BATCH_RECORDS:
+        chars += sum(len(getattr(w, "text", "")) for w in works)
+        if len(batch) >= BATCH_RECORDS or chars >= BATCH_CHARS:
             yield batch
-            batch = []
+            batch, chars = [], 0
     if batch:
         yield batch
+
+
+def _plan_one(raw: RawRecord, examples: Examples, planner: SequencePlanner[T]) -> tuple[Example, list[T]]:
+    """One record's example and planned sequences; an unexpected error from its content is that record's error."""
+    try:
+        example = examples.build(raw)
+        return example, [planner.plan(seq, raw.where, example.weight) for seq in example.sequences]
+    except LoraplanError:
+        raise
+    except Exception as exc:  # a value of a type no check foresaw: name it, never a traceback
+        raise InvalidRecordError(raw.where, f"cannot use this record ({type(exc).__name__}: {str(exc)[:200]})",
+                                 "malformed record") from exc
 
 
 _DONE = object()

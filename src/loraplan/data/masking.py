@@ -3,11 +3,17 @@
 Two definitions, one per kind of template, each equal to a published oracle:
 
 - A template with `{% generation %}` markers: the trained text is what the markers enclose, turned
-  into tokens the way `apply_chat_template(..., return_assistant_tokens_mask=True)` does it
-  (char_to_token of each span's first and last character). That is TRL's `assistant_only_loss`.
+  into tokens the way the installed transformers' `apply_chat_template(..., return_assistant_tokens_mask=True)`
+  does it (every token overlapping a span; measure.py). That is TRL's `assistant_only_loss`.
 - Anything else (no markers, prompt/completion pairs): prefix rendering. Turn k trains
   len(tokens(render(messages[:k+1]))) - len(tokens(render(messages[:k], add_generation_prompt=True))),
-  the same difference TRL uses for prompt/completion data.
+  the same difference TRL uses for prompt/completion data. A conversation that opens with an
+  assistant turn has the empty conversation (with the generation prompt) as that turn's prompt;
+  a template that refuses to render an empty conversation makes it that record's error.
+
+Rendering every prefix is quadratic in the number of turns, so a record whose prefixes would
+render more than `DataLimits.prefix_chars` characters is refused with the reason (a template with
+{% generation %} markers renders once, whatever the length).
 
 This module renders and returns a `Work` (text plus what must be measured on its tokens);
 `measure.py` turns Works into token counts after one batched encode.
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from loraplan.data.errors import InvalidRecordError, MaskError, TokenizerError
+from loraplan.data.limits import RenderTimeout
 from loraplan.data.records import Conversation, Message, PromptCompletion, Sequence, Text
 from loraplan.data.template import ChatTemplate, Span
 
@@ -42,7 +49,8 @@ class Work:
     text / add_special: what is encoded (templates render their own BOS, so add_special is False for them).
     role: label of the trained tokens (assistant, completion, chosen, rejected, text).
     spans: generation-marker char spans of the trained turns, in template order, with `keep[i]` selecting them.
-    bounds: prefix strings (P, R) per trained turn; trained tokens = n(R) - n(P).
+    bounds: prefixes (P, R) per trained turn; trained tokens = n(R) - n(P). Each is a string, or an int: the
+        length of a prefix of `text` itself (kept as a length, so long conversations do not hold every prefix).
     all_tokens: every token is trained (mode all, or plain text).
     side: the preference side this sequence belongs to, if any.
     """
@@ -52,7 +60,7 @@ class Work:
     role: str
     spans: list[Span] = field(default_factory=list)
     keep: list[bool] = field(default_factory=list)
-    bounds: list[tuple[str, str]] = field(default_factory=list)
+    bounds: list[tuple[str | int, str | int]] = field(default_factory=list)
     all_tokens: bool = False
     side: str | None = None
     weight: int = 1
@@ -90,20 +98,43 @@ class Planner:
         self.resolved.add(mode.value)
         if isinstance(seq, Text):
             return Work(seq.text, True, "text", all_tokens=True, weight=weight)
-        work = self._pair(seq, where) if isinstance(seq, PromptCompletion) else self._conversation(seq, mode, where)
+        if isinstance(seq, PromptCompletion) and isinstance(seq.prompt, str):
+            work = self._pair(seq, where)
+        else:
+            if self.template is None:
+                raise TokenizerError(f"tokenizer {self.tokenizer_name} has no chat template; pass --chat-template "
+                                     "FILE")
+            try:
+                with self.template.record():
+                    work = self._pair(seq, where) if isinstance(seq, PromptCompletion) else \
+                        self._conversation(seq, mode, where)
+            except TokenizerError as exc:  # the template failed on this record
+                raise InvalidRecordError(where, str(exc), "template error") from exc
+            except RenderTimeout:  # the watchdog stopped it
+                raise InvalidRecordError(where, str(self.template.timeout_error()), "template error") from None
         work.all_tokens = mode is MaskMode.ALL
         work.weight = weight
         return work
 
     def _render(self, messages: list[Message], where: str, add_generation_prompt: bool = False,
                 seq: Conversation | PromptCompletion | None = None) -> tuple[str, list[Span]]:
-        if self.template is None:
-            raise TokenizerError(f"tokenizer {self.tokenizer_name} has no chat template; pass --chat-template FILE")
+        assert self.template is not None  # checked by plan()
+        if not messages and add_generation_prompt:
+            return self._render_empty(where, seq)
+        return self.template.render(messages, add_generation_prompt, seq.tools if seq else None,
+                                    seq.template_kwargs if seq else None)
+
+    def _render_empty(self, where: str, seq: Conversation | PromptCompletion | None) -> tuple[str, list[Span]]:
+        """The prompt of an opening assistant turn: the template's empty conversation with its generation prompt."""
+        assert self.template is not None
         try:
-            return self.template.render(messages, add_generation_prompt, seq.tools if seq else None,
-                                        seq.template_kwargs if seq else None)
+            return self.template.render([], True, seq.tools if seq else None, seq.template_kwargs if seq else None)
         except TokenizerError as exc:
-            raise InvalidRecordError(where, str(exc), "template error") from exc
+            raise InvalidRecordError(
+                where, "the conversation opens with an assistant turn, whose prompt is the template's empty "
+                "conversation, and the template cannot render one "
+                f"({str(exc).removeprefix(self.template.name + ' ')}); start the conversation with a user or system "
+                "turn, or use a template with {% generation %} markers", "opens with assistant") from exc
 
     def _pair(self, seq: PromptCompletion, where: str) -> Work:
         """Completion tokens = n(prompt + completion) - n(prompt), as TRL builds completion_mask."""
@@ -114,7 +145,7 @@ class Planner:
         completion = list(seq.completion)
         prompt_text, _ = self._render(prompt, where, True, seq)
         full, _ = self._render(prompt + completion, where, False, seq)
-        return Work(full, False, seq.side, bounds=[(prompt_text, full)], side=_side(seq))
+        return Work(full, False, seq.side, bounds=[(_as_cut(prompt_text, full), len(full))], side=_side(seq))
 
     def _conversation(self, seq: Conversation, mode: MaskMode, where: str) -> Work:
         messages = seq.messages
@@ -131,12 +162,24 @@ class Planner:
             if len(trained) != len(turns) or mode is MaskMode.LAST:
                 keep = _select_spans(spans, turns, trained, mode is MaskMode.LAST, where)
             return Work(text, False, "assistant", spans=spans, keep=keep)
-        bounds = []
+        budget = self.template.limits.prefix_chars if self.template is not None else 0
+        if len(text) * len(trained) > budget:
+            raise InvalidRecordError(
+                where, f"{len(trained):,} trained turns in {len(text):,} rendered characters: counting them renders "
+                "every prefix (the template has no {% generation %} markers), about "
+                f"{len(text) * len(trained):,} characters, over the {budget:,} allowed (4 x --max-record-bytes); "
+                "use a template with generation markers, --mask last, or raise --max-record-bytes", "too many turns")
+        bounds: list[tuple[str | int, str | int]] = []
         for i in trained:
             prompt_text, _ = self._render(messages[:i], where, True, seq)
             turn_text = text if i == len(messages) - 1 else self._render(messages[: i + 1], where, False, seq)[0]
-            bounds.append((prompt_text, turn_text))
+            bounds.append((_as_cut(prompt_text, text), _as_cut(turn_text, text)))
         return Work(text, False, "assistant", bounds=bounds)
+
+
+def _as_cut(prefix: str, text: str) -> str | int:
+    """A prefix of `text` is kept as its length; anything else (templates that rewrite history) as itself."""
+    return len(prefix) if text.startswith(prefix) else prefix
 
 
 def _side(seq: PromptCompletion) -> str | None:

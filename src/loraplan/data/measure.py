@@ -15,12 +15,15 @@ history), P is encoded whole. Tests check every path against the plain re-encodi
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from loraplan.data.masking import Work
 
 Range = tuple[int, int]
 _CACHE_LIMIT = 200_000
+# char_to_token scans the encoding, so past this many spans one walk over the offsets is cheaper (and linear)
+_WALK_SPANS = 64
 
 
 class Measurer:
@@ -70,15 +73,17 @@ class Measurer:
         for w, (work, enc) in enumerate(zip(works, encodings, strict=True)):
             view: list[Any] = []
             for b, pair in enumerate(work.bounds):
-                for which, text in enumerate(pair):
+                for which, bound in enumerate(pair):
                     key = (w, b, which)
-                    if text == work.text:
+                    cut = bound if isinstance(bound, int) else len(bound) if work.text.startswith(bound) else None
+                    if cut == len(work.text):
                         counts[key] = len(enc)
                         continue
                     split = None
-                    if not work.add_special and work.text.startswith(text):
-                        split = self._split_at_added(text, enc, view)
+                    if cut is not None and not work.add_special:
+                        split = self._split_at_added(work.text, cut, enc, view)
                     if split is None:
+                        text = work.text[:cut] if isinstance(bound, int) else bound
                         whole.setdefault((text, work.add_special), []).append(key)
                     else:
                         deferred.append((key, split[0], split[1]))
@@ -96,9 +101,8 @@ class Measurer:
             self.tail_counts.clear()
         return counts
 
-    def _split_at_added(self, prefix: str, enc: Any, view: list[Any]) -> tuple[int, str] | None:
-        """(j, prefix[s:]) for the last added token j of the full encoding that ends inside the prefix."""
-        cut = len(prefix)
+    def _split_at_added(self, text: str, cut: int, enc: Any, view: list[Any]) -> tuple[int, str] | None:
+        """(j, text[s:cut]) for the last added token j of the full encoding that ends inside the prefix text[:cut]."""
         if cut == 0:
             return 0, ""
         last = enc.char_to_token(cut - 1)
@@ -109,22 +113,62 @@ class Measurer:
         ids, offsets = view
         for j in range(last, -1, -1):
             if ids[j] in self.added_ids and offsets[j][1] <= cut:
-                return j, prefix[offsets[j][0]:]
+                return j, text[offsets[j][0]:cut]
         return None
 
 
 def _marker_ranges(work: Work, enc: Any, n: int) -> list[Range]:
-    """transformers' return_assistant_tokens_mask, span by span, then the union of the kept spans."""
+    """transformers' return_assistant_tokens_mask: every token overlapping a generation span, kept spans only.
+
+    transformers (5.x, `apply_chat_template`) walks the tokens once with a pointer into the spans and
+    marks a token when it overlaps the first span that ends after the token starts. For spans in
+    order and apart (every real template) that is "the token overlaps a span", found here from each
+    span's end characters with `char_to_token` plus a step over tokens that share a character
+    (an emoji, a CJK character or a flag split over several byte tokens). Anything else (nested or
+    empty spans, characters no token covers, records with many turns) takes the literal walk. Tests compare both with
+    transformers itself.
+    """
+    spans = work.spans
+    if len(spans) > _WALK_SPANS or any(start >= end for start, end in spans) \
+            or any(a[1] > b[0] for a, b in pairwise(spans)):
+        return _walk(work, enc)
     ranges: list[Range] = []
-    for (start, end), keep in zip(work.spans, work.keep, strict=True):
-        first = enc.char_to_token(start)
-        if first is None:  # transformers stops at the first span it cannot place
-            break
-        last = enc.char_to_token(end - 1) if end > 0 else None
-        stop = last + 1 if last else n
-        if keep and stop > first:
-            ranges.append((first, stop))
+    previous_end = 0
+    for (start, end), keep in zip(spans, work.keep, strict=True):
+        if keep:
+            first = enc.char_to_token(start)
+            last = enc.char_to_token(end - 1)
+            if first is None or last is None:
+                return _walk(work, enc)
+            while first > 0 and enc.token_to_chars(first - 1)[1] > start:
+                first -= 1
+            # a token that starts inside the previous span is that span's (transformers' pointer has not moved on)
+            while first <= last and enc.token_to_chars(first)[0] < previous_end:
+                first += 1
+            while last + 1 < n and enc.token_to_chars(last + 1)[0] < end:
+                last += 1
+            if first <= last:
+                ranges.append((first, last + 1))
+        previous_end = end
     return _union(ranges)
+
+
+def _walk(work: Work, enc: Any) -> list[Range]:
+    """transformers' own walk over token offsets, literally; a token counts when the span marking it is kept."""
+    spans = work.spans
+    ranges: list[Range] = []
+    span_idx = 0
+    for token, (token_start, token_end) in enumerate(enc.offsets):
+        while span_idx < len(spans) and token_start >= spans[span_idx][1]:
+            span_idx += 1
+        if span_idx == len(spans):
+            break
+        if token_end > spans[span_idx][0] and work.keep[span_idx]:
+            if ranges and ranges[-1][1] == token:
+                ranges[-1] = (ranges[-1][0], token + 1)
+            else:
+                ranges.append((token, token + 1))
+    return ranges
 
 
 def _union(ranges: list[Range]) -> list[Range]:

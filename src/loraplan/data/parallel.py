@@ -32,6 +32,7 @@ from loraplan.data.sources import DataSet, RawRecord, parse
 from loraplan.data.tokenizer import TokenizerBundle
 
 CHUNK_RECORDS = 256  # records per task: the last tasks end close together, pickling stays negligible
+CHUNK_BYTES = 8 * 2**20  # ... or fewer, when the records are long
 _WORKER: dict[str, Any] = {}
 
 
@@ -78,8 +79,16 @@ def _fan_out(chunks: Iterator[list[RawRecord]], records: DataSet, tally: Tally, 
 
 
 def _chunks(records: DataSet) -> Iterator[list[RawRecord]]:
-    iterator = iter(records)
-    while chunk := list(itertools.islice(iterator, CHUNK_RECORDS)):
+    """Tasks of CHUNK_RECORDS records, cut early at CHUNK_BYTES so that huge records do not pile up in flight."""
+    chunk: list[RawRecord] = []
+    size = 0
+    for raw in records:
+        chunk.append(raw)
+        size += len(raw.payload) if isinstance(raw.payload, bytes) else 0
+        if len(chunk) >= CHUNK_RECORDS or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
         yield chunk
 
 

@@ -158,11 +158,17 @@ def _weight(value: Any, where: str, what: str) -> int | None:
 
 
 def _tools(value: Any, where: str) -> list[Any] | None:
-    value = json.loads(value) if isinstance(value, str) and value.strip().startswith("[") else value
+    """A list of tool schemas; CSV and Parquet files store it as a JSON string."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise InvalidRecordError(where, f"'tools' is a string that is not JSON ({str(exc)[:80]}); give a list of "
+                                     "tool schemas", "bad tools") from exc
     if value is None:
         return None
-    if not isinstance(value, list):
-        raise InvalidRecordError(where, "'tools' must be a list of tool schemas")
+    if not isinstance(value, list) or not all(isinstance(tool, Mapping) for tool in value):
+        raise InvalidRecordError(where, "'tools' must be a list of tool schemas (JSON objects)", "bad tools")
     return value
 
 
@@ -220,7 +226,10 @@ def _alpaca_messages(record: Mapping[str, Any], where: str) -> list[Message]:
         if not (isinstance(turn, list | tuple) and len(turn) == 2):
             raise InvalidRecordError(where, "history must be a list of [instruction, response] pairs")
         messages += [{"role": "user", "content": str(turn[0])}, {"role": "assistant", "content": str(turn[1])}]
-    query = "\n".join(part for part in (_string(record, "instruction", where), record.get("input") or "") if part)
+    extra = record.get("input") or ""
+    if not isinstance(extra, str):
+        raise InvalidRecordError(where, f"field 'input' must be a string, got {type(extra).__name__}")
+    query = "\n".join(part for part in (_string(record, "instruction", where), extra) if part)
     messages += [{"role": "user", "content": query}, {"role": "assistant", "content": _string(record, "output", where)}]
     return messages
 

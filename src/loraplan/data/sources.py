@@ -2,41 +2,33 @@
 
 JSONL lines stay undecoded bytes until a record is needed, so `--sample` can draw from a
 multi-GB file without parsing it. Every record carries where it came from (file:line, or
-file row N), which every error message names. Nothing is ever written to the inputs.
+file row N), which every error message names. Nothing is ever written to the inputs; every
+file is opened through loraplan.userfiles (regular files only), and folders and `**` globs are
+walked following each symlinked folder at most once, so a symlink loop ends.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
-import gzip
-import io
+import fnmatch
 import json
+import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from loraplan.data.errors import DataSourceError, InvalidRecordError
+from loraplan.data.limits import DEFAULT_LIMITS, DataLimits
+from loraplan.data.readers import READERS, RawRecord, decompress, parquet
 from loraplan.errors import require
+from loraplan.userfiles import open_user_file
+
+__all__ = ["COMPRESSIONS", "EXTENSIONS", "DataSet", "RawRecord", "expand_glob", "file_kind", "parse"]
 
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv",
               ".tsv": "tsv"}
 COMPRESSIONS = (".gz", ".zst", ".zstd")
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One record as read: undecoded JSONL bytes or a parsed object; `problem` marks a reader-level fault."""
-
-    payload: Any
-    where: str
-    problem: str | None = None
-    reason: str = "malformed record"
-
-    def __reduce__(self) -> tuple[type, tuple[Any, str, str | None, str]]:
-        """Pickle as a plain tuple: records cross to worker processes by the million."""
-        return RawRecord, (self.payload, self.where, self.problem, self.reason)
+_MAGIC = frozenset("*?[")
 
 
 def parse(raw: RawRecord) -> Any:
@@ -54,6 +46,8 @@ def parse(raw: RawRecord) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidRecordError(raw.where, f"invalid JSON ({exc.msg} at column {exc.colno})", "invalid JSON") from exc
+    except RecursionError as exc:
+        raise InvalidRecordError(raw.where, "JSON nested too deeply to parse", "invalid JSON") from exc
 
 
 def file_kind(path: Path) -> tuple[str | None, str | None]:
@@ -64,41 +58,96 @@ def file_kind(path: Path) -> tuple[str | None, str | None]:
     return next((kind for ext, kind in EXTENSIONS.items() if stem.endswith(ext)), None), compression
 
 
+def expand_glob(pattern: str) -> list[Path]:
+    """Paths matching a glob (`**` is any number of folders), hidden names only when the pattern spells the dot.
+
+    Unlike glob.glob, a symlinked folder is entered at most once per pattern position, so symlink loops
+    and folders reachable by many links cost one visit each.
+    """
+    parts = Path(pattern).parts
+    first = next((i for i, part in enumerate(parts) if _MAGIC & set(part)), len(parts))
+    root = Path(*parts[:first]) if first else Path(".")
+    found: dict[str, Path] = {}
+    seen: set[tuple[int, int, int]] = set()
+
+    def walk(folder: Path, at: int) -> None:
+        if at == len(parts):
+            found.setdefault(str(folder), folder)
+            return
+        try:
+            info = folder.stat()
+        except OSError:
+            return
+        if not stat.S_ISDIR(info.st_mode) or (info.st_dev, info.st_ino, at) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino, at))
+        part = parts[at]
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError:
+            return
+        if part == "**":
+            walk(folder, at + 1)
+            for name in names:
+                if not name.startswith("."):
+                    walk(folder / name, at)
+            return
+        for name in names:
+            if fnmatch.fnmatchcase(name, part) and (not name.startswith(".") or part.startswith(".")):
+                walk(folder / name, at + 1)
+
+    if first == len(parts):
+        return [root] if root.exists() else []
+    walk(root, first)
+    return sorted(found.values())
+
+
+def _is_file(path: Path) -> bool:
+    """A regular file (after symlinks); FIFOs and devices are not, so a folder walk leaves them out."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 class DataSet:
     """Files read in order (or one hub data set); `done_bytes` / `total_bytes` drive the progress bar."""
 
-    def __init__(self, refs: str | Path | Sequence[str | Path], split: str = "train", subset: str | None = None):
+    def __init__(self, refs: str | Path | Sequence[str | Path], split: str = "train", subset: str | None = None,
+                 limits: DataLimits = DEFAULT_LIMITS) -> None:
         refs = [refs] if isinstance(refs, str | Path) else list(refs)
         if not refs:
             raise DataSourceError("no data given: pass files, folders, globs or a hub data set name")
-        self.split, self.subset = split, subset
+        self.split, self.subset, self.limits = split, subset, limits
         self.files: list[Path] = []
         self.hub: list[str] = []
         for ref in refs:
-            self._resolve(str(ref))
-        self.total_bytes: int | None = sum(f.stat().st_size for f in self.files) if not self.hub else None
+            try:
+                self._resolve(str(ref))
+            except OSError as exc:  # ENAMETOOLONG, EACCES, ... while looking the reference up
+                raise DataSourceError(f"{str(ref)[:200]}: cannot look it up ({exc.strerror or exc})") from exc
+        self.total_bytes: int | None = sum(_size(f) for f in self.files) if not self.hub else None
         self.done_bytes = 0
         self.label = ", ".join(str(r) for r in refs)
 
     def _resolve(self, ref: str) -> None:
         path = Path(ref).expanduser()
         if path.is_dir() and not (path / "dataset_info.json").is_file():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p)[0]
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = [p for p in expand_glob(str(path / "**" / "*")) if file_kind(p)[0] and _is_file(p)]
             if not found:
                 raise DataSourceError(f"{path}: folder has no data files (.jsonl, .json, .parquet, .csv, .tsv, "
                                       "optionally .gz or .zst)")
             self.files += found
-        elif path.is_dir() or (not path.exists() and not any(c in ref for c in "*?[") and _looks_like_hub(ref)):
+        elif path.is_dir() or (not os.path.lexists(path) and not _MAGIC & set(ref) and _looks_like_hub(ref)):
             self.hub.append(ref)
-        elif path.is_file():
+        elif os.path.lexists(path):  # a file, or something that is not one: opening it says which
             if file_kind(path)[0] is None:
                 raise DataSourceError(f"{path}: unknown file type; expected .jsonl, .json, .parquet, .csv or .tsv "
                                       "(optionally .gz or .zst)")
             self.files.append(path)
         else:
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
-            matches = [m for m in matches if m.is_file() and file_kind(m)[0]]
+            matches = [m for m in expand_glob(str(path)) if file_kind(m)[0] and _is_file(m)]
             if not matches:
                 raise DataSourceError(f"{ref}: no such file, folder or glob match")
             self.files += matches
@@ -112,18 +161,16 @@ class DataSet:
     def _read_file(self, path: Path) -> Iterator[RawRecord]:
         kind, compression = file_kind(path)
         base = self.done_bytes
-        try:
-            raw = path.open("rb")
-        except OSError as exc:
-            raise DataSourceError(f"{path}: cannot open ({exc.strerror})") from exc
-        with raw:
-            stream = _decompress(raw, compression, path)
+        with open_user_file(path, what="data file") as raw:
             if kind == "parquet":
-                records = _parquet(path, lambda frac: setattr(self, "done_bytes", base + int(frac * _size(path))))
+                if compression:
+                    raise DataSourceError(f"{path}: Parquet compresses its own pages; give the .parquet file "
+                                          "itself, not a compressed copy")
+                records = parquet(path, raw, lambda frac: setattr(self, "done_bytes", base + int(frac * _size(path))))
             else:
+                stream = decompress(raw, compression, path)
                 position: Callable[[], None] = lambda: setattr(self, "done_bytes", base + raw.tell())  # noqa: E731
-                reader = {"jsonl": _jsonl, "json": _json, "csv": _csv, "tsv": _tsv}[kind or "jsonl"]
-                records = reader(path, stream, position)
+                records = READERS[kind or "jsonl"](path, stream, position, self.limits)
             yield from records
         self.done_bytes = base + _size(path)
 
@@ -154,107 +201,7 @@ def _looks_like_hub(ref: str) -> bool:
 
 
 def _size(path: Path) -> int:
-    return path.stat().st_size
-
-
-def _decompress(raw: IO[bytes], compression: str | None, path: Path) -> IO[bytes]:
-    if compression == ".gz":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    if compression in (".zst", ".zstd"):
-        zstandard: Any = require("zstandard", "data", f"reading {path.name}")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))
-    return raw
-
-
-def _jsonl(path: Path, stream: IO[bytes], position: Callable[[], None]) -> Iterator[RawRecord]:
-    count = 0
     try:
-        for lineno, line in enumerate(stream, 1):
-            if lineno % 1024 == 0:
-                position()
-            if line and not line.isspace():
-                count += 1
-                yield RawRecord(line, f"{path}:{lineno}")
-    except (OSError, EOFError) as exc:  # a truncated or corrupt .gz / .zst
-        yield RawRecord(None, str(path), f"cannot decompress ({exc})", "corrupt file")
-        return
-    if count == 0:
-        yield RawRecord(None, str(path), "empty file: no records", "empty file")
-
-
-def _json(path: Path, stream: IO[bytes], position: Callable[[], None]) -> Iterator[RawRecord]:
-    """A JSON list of records (or an object holding one list); JSON Lines saved as .json also work."""
-    data = stream.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        yield RawRecord(None, f"{path}:{line}", f"not UTF-8 (byte 0x{data[exc.start]:02x}); re-encode the file "
-                        "as UTF-8", "not UTF-8")
-        return
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
-            yield from _jsonl(path, io.BytesIO(data), position)
-            return
-        yield RawRecord(None, f"{path}:{exc.lineno}", f"invalid JSON ({exc.msg} at column {exc.colno})",
-                        "invalid JSON")
-        return
-    if isinstance(value, dict):
-        lists = [v for v in value.values() if isinstance(v, list)]
-        value = lists[0] if len(lists) == 1 and len(value) == 1 else [value]
-    if not isinstance(value, list) or not value:
-        yield RawRecord(None, str(path), "empty file: no records", "empty file")
-        return
-    for i, item in enumerate(value):
-        yield RawRecord(item, f"{path} item {i}")
-
-
-def _csv(path: Path, stream: IO[bytes], position: Callable[[], None], delimiter: str = ",") -> Iterator[RawRecord]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    reader = csv.DictReader(text, delimiter=delimiter)
-    count = 0
-    try:
-        for row in reader:
-            count += 1
-            if count % 1024 == 0:
-                position()
-            clean = {k: _csv_value(k, v) for k, v in row.items() if k is not None and v not in (None, "")}
-            yield RawRecord(clean, f"{path}:{reader.line_num}")
-    except UnicodeDecodeError as exc:
-        yield RawRecord(None, f"{path}:{reader.line_num + 1}", f"not UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
-                        "re-encode the file as UTF-8", "not UTF-8")
-        return
-    except csv.Error as exc:
-        yield RawRecord(None, f"{path}:{reader.line_num}", f"malformed CSV ({exc})", "malformed CSV")
-        return
-    if count == 0:
-        yield RawRecord(None, str(path), "empty file: no records", "empty file")
-
-
-def _tsv(path: Path, stream: IO[bytes], position: Callable[[], None]) -> Iterator[RawRecord]:
-    return _csv(path, stream, position, "\t")
-
-
-def _csv_value(key: str, value: str) -> Any:
-    """CSV cells are strings; weights are numbers."""
-    return int(value) if key == "weight" and value.strip() in ("0", "1") else value
-
-
-def _parquet(path: Path, progress: Callable[[float], None]) -> Iterator[RawRecord]:
-    pq: Any = require("pyarrow.parquet", "data", f"reading {path.name}")
-    try:
-        parquet = pq.ParquetFile(str(path))
-    except Exception as exc:  # pyarrow raises ArrowInvalid (a ValueError) or OSError
-        raise DataSourceError(f"{path}: not a readable Parquet file ({exc})") from exc
-    total = parquet.metadata.num_rows
-    if total == 0:
-        yield RawRecord(None, str(path), "empty file: no records", "empty file")
-        return
-    row = 0
-    for batch in parquet.iter_batches(batch_size=1024):
-        for item in batch.to_pylist():
-            yield RawRecord(item, f"{path} row {row}")
-            row += 1
-        progress(row / total)
+        return path.stat().st_size
+    except OSError:
+        return 0

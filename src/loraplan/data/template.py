@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from itertools import islice
+from types import TracebackType
 from typing import Any
 
 from loraplan.data.errors import TokenizerError
+from loraplan.data.limits import DEFAULT_LIMITS, DataLimits
 
 GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
 # Names under which a message's reasoning arrives; templates read `reasoning_content` (and gpt-oss `thinking`).
@@ -39,16 +42,44 @@ class ChatTemplate:
     contains a marker character, or the template nests generation blocks (transformers measures an
     inner span from where the enclosing block started), it is rendered the way transformers does it
     (streamed output, spans measured as blocks are yielded).
+
+    Rendering runs in loraplan.data.sandbox's bounded sandbox: `limits` bounds each render's output
+    and work, and `record()` gives one record's renders a shared time and loop budget. `name` (the
+    tokenizer or template file) is named in errors.
     """
 
-    def __init__(self, source: str, special_tokens: Mapping[str, str]) -> None:
+    def __init__(self, source: str, special_tokens: Mapping[str, str], limits: DataLimits = DEFAULT_LIMITS,
+                 name: str = "the chat template") -> None:
         self.source = source
+        self.name = name
+        self.limits = limits
         self.markers = has_generation_markers(source)
         self._special_tokens = dict(special_tokens)
-        fast, marked = _compile(source, marked=True)
+        fast, marked = _compile(source, True, limits)
         self._fast = None if marked.nested or _holds_marker(self._special_tokens) else fast
         self._fast_globals = dict(fast.globals)
-        self._exact, self._tracker = _compile(source, marked=False)
+        self._exact, self._tracker = _compile(source, False, limits)
+        self._environments = (fast.environment, self._exact.environment)
+        from loraplan.data.sandbox import WATCHDOG  # imported with Jinja by _compile above
+
+        self._watchdog = WATCHDOG
+
+    def record(self) -> ChatTemplate:
+        """A context for one record's renders (every prefix included): they share `limits.render_seconds` and
+        the range budget; past the time, RenderTimeout (loraplan.data.limits) is raised inside the context."""
+        return self
+
+    def __enter__(self) -> None:
+        for env in self._environments:
+            env.range_items = 0
+        self._watchdog.start(self.limits.render_seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        self._watchdog.stop()
+
+    def timeout_error(self) -> TokenizerError:
+        return TokenizerError(f"{self.name} took over {self.limits.render_seconds:g} s on this record (the "
+                              "--max-render-seconds limit)")
 
     def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
                tools: list[Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[str, list[Span]]:
@@ -56,25 +87,62 @@ class ChatTemplate:
         import jinja2
 
         kwargs = {**self._special_tokens, **extra} if extra else self._special_tokens
-        chat = [_alias_reasoning(m) for m in messages]
         try:
+            chat = [_alias_reasoning(m) for m in messages]
             if not self.markers:
                 return self._exact.render(messages=chat, tools=tools, documents=None,
                                           add_generation_prompt=add_generation_prompt, **kwargs), []
             if (self._fast is not None and not _chat_holds_marker(chat) and not (tools and _holds_marker(tools))
                     and not (extra and _holds_marker(extra))):
-                # Template.render, less its per-call merge of the globals (half of a short template's time)
-                context = self._fast.new_context({**self._fast_globals, **kwargs, "messages": chat, "tools": tools,
-                                                  "documents": None, "add_generation_prompt": add_generation_prompt},
-                                                 shared=True)
-                return _strip_marks("".join(self._fast.root_render_func(context)))
+                try:
+                    return self._render_fast(chat, tools, add_generation_prompt, kwargs)
+                except Exception:  # rendered again below, where the error is raised as transformers raises it
+                    pass
             return self._tracker.track(self._exact.generate(
                 messages=chat, tools=tools, documents=None, add_generation_prompt=add_generation_prompt, **kwargs))
         except jinja2.TemplateError as exc:
-            raise TokenizerError(f"the chat template failed on this record: {exc}") from exc
+            raise TokenizerError(f"{self.name} failed on this record{_template_line(exc.__traceback__)}: "
+                                 f"{exc}") from exc
+        except Exception as exc:  # any error a record can cause in a template: TypeError, ZeroDivisionError, ...
+            raise TokenizerError(f"{self.name} failed on this record{_template_line(exc.__traceback__)}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    def _render_fast(self, chat: list[Mapping[str, Any]], tools: list[Any] | None, add_generation_prompt: bool,
+                     kwargs: Mapping[str, Any]) -> tuple[str, list[Span]]:
+        """Template.render, less its per-call merge of the globals (half of a short template's time)."""
+        assert self._fast is not None
+        context = self._fast.new_context({**self._fast_globals, **kwargs, "messages": chat, "tools": tools,
+                                          "documents": None, "add_generation_prompt": add_generation_prompt},
+                                         shared=True)
+        return _strip_marks(_bounded_join(self._fast.root_render_func(context), self.limits.rendered_chars))
 
 
 OPEN, CLOSE = "\ue000", "\ue001"
+
+
+def _bounded_join(pieces: Iterable[str], limit: int) -> str:
+    """A render's output, refused as soon as it passes `limit` characters (checked every few pieces)."""
+    out: list[str] = []
+    size = 0
+    stream = iter(pieces)
+    while batch := list(islice(stream, 16)):
+        size += sum(map(len, batch))
+        if size > limit:
+            from loraplan.data.sandbox import RenderLimitError
+
+            raise RenderLimitError(f"the rendered record passed {limit:,} characters (4 x --max-record-bytes)")
+        out += batch
+    return "".join(out)
+
+
+def _template_line(tb: TracebackType | None) -> str:
+    """' (template line N)' from Jinja's rewritten traceback, where the failing template line is known."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" (template line {line})" if line else ""
 
 
 def _holds_marker(value: Any) -> bool:
@@ -134,7 +202,7 @@ def _alias_reasoning(message: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 @lru_cache(maxsize=8)
-def _compile(source: str, marked: bool) -> tuple[Any, Any]:
+def _compile(source: str, marked: bool, limits: DataLimits = DEFAULT_LIMITS) -> tuple[Any, Any]:
     """A sandboxed environment configured like transformers' `_compile_jinja_template`.
 
     marked=False: {% generation %} is transformers' own CallBlock, spans tracked while streaming.
@@ -145,7 +213,8 @@ def _compile(source: str, marked: bool) -> tuple[Any, Any]:
     import jinja2
     import jinja2.ext
     import jinja2.nodes as nodes
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from loraplan.data.sandbox import MAX_WIDTH, BoundedSandbox, RenderLimitError
 
     class Generation(jinja2.ext.Extension):
         tags = {"generation"}  # noqa: RUF012 (Jinja's API)
@@ -187,6 +256,9 @@ def _compile(source: str, marked: bool) -> tuple[Any, Any]:
                 for block in blocks:
                     out.append(block)
                     self.rendered += len(block)
+                    if self.rendered > limits.rendered_chars:
+                        raise RenderLimitError(f"the rendered record passed {limits.rendered_chars:,} characters "
+                                               "(4 x --max-record-bytes)")
                 return "".join(out), self.spans
             finally:
                 self.spans = None
@@ -194,13 +266,15 @@ def _compile(source: str, marked: bool) -> tuple[Any, Any]:
     def raise_exception(message: str) -> None:
         raise jinja2.exceptions.TemplateError(message)
 
-    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | str | None = None, separators: Any = None,
                sort_keys: bool = False) -> str:
+        if isinstance(indent, int | str) and (indent if isinstance(indent, int) else len(indent)) > MAX_WIDTH:
+            raise RenderLimitError(f"tojson indent over {MAX_WIDTH:,}")
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[Generation, jinja2.ext.loopcontrols])
-    env.filters["tojson"] = tojson
+    env = BoundedSandbox(limits, trim_blocks=True, lstrip_blocks=True,
+                         extensions=[Generation, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = env._bounded_filter("tojson", tojson)
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
@@ -208,4 +282,6 @@ def _compile(source: str, marked: bool) -> tuple[Any, Any]:
     except jinja2.TemplateSyntaxError as exc:
         raise TokenizerError(f"the chat template does not parse (line {exc.lineno}): {exc.message}") from exc
     tracker = next(ext for ext in env.extensions.values() if isinstance(ext, Generation))
+    # the `~` operator calls runtime.str_join through the compiled module's globals: bound it there
+    template.root_render_func.__globals__.update(str_join=env.str_join, markup_join=env.markup_join)
     return template, tracker

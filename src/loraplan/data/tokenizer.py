@@ -10,16 +10,23 @@ alone) goes through `AutoTokenizer`, which converts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loraplan.data.errors import TokenizerError, TokenizerUnavailableError
+from loraplan.errors import InputFileError
+from loraplan.userfiles import read_user_text
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+TOKENIZER_JSON_BYTES = 128 * 2**20  # the largest real tokenizer.json files (256k vocabularies) are ~35 MB
+CONFIG_BYTES = 16 * 2**20  # tokenizer_config.json can hold every added token: a few MB
+TEMPLATE_BYTES = 4 * 2**20  # chat templates are a few to a hundred KB
 _HUB_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
               "chat_template.json", "tokenizer.model", "*.tiktoken", "vocab.json", "merges.txt"]
 
@@ -33,6 +40,7 @@ class TokenizerBundle:
     chat_template: Jinja source, or None when the tokenizer has none.
     special_tokens: bos_token, eos_token, ... as strings, passed to the template like transformers does.
     added_ids: ids of added tokens; text after one of them tokenizes independently of what precedes it.
+    template_file: the --chat-template file the template was read from (None: the tokenizer's own).
     """
 
     name: str
@@ -40,6 +48,12 @@ class TokenizerBundle:
     chat_template: str | None
     special_tokens: Mapping[str, str]
     added_ids: frozenset[int]
+    template_file: str | None = None
+
+    @property
+    def template_name(self) -> str:
+        """How errors name the template: its file, or the tokenizer it came with."""
+        return f"chat template {self.template_file}" if self.template_file else f"the chat template of {self.name}"
 
     @property
     def eos_token(self) -> str | None:
@@ -50,9 +64,13 @@ def load_tokenizer(reference: str, chat_template: str | Path | None = None,
                    trust_remote_code: bool = False) -> TokenizerBundle:
     """A local folder, a tokenizer.json file or a hub id; `chat_template` (a file) overrides the template."""
     path = Path(reference).expanduser()
-    if path.is_file() and path.name.endswith(".json"):
-        path = path.parent
-    if path.is_dir():
+    try:
+        if path.name.endswith(".json") and os.path.lexists(path) and not path.is_dir():
+            path = path.parent
+        is_dir = path.is_dir()
+    except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP while looking the reference up
+        raise TokenizerError(f"tokenizer `{reference[:200]}`: cannot look it up ({exc.strerror or exc})") from exc
+    if is_dir:
         bundle = _from_folder(path, reference, trust_remote_code)
     elif reference.count("/") == 1 and not reference.startswith((".", "/", "~")):
         bundle = _from_folder(_hub_snapshot(reference), reference, trust_remote_code)
@@ -64,19 +82,25 @@ def load_tokenizer(reference: str, chat_template: str | Path | None = None,
 def with_template(bundle: TokenizerBundle, chat_template: str | Path) -> TokenizerBundle:
     """The same tokenizer with the chat template read from a file (--chat-template)."""
     template_path = Path(chat_template).expanduser()
+    source = _read_text(template_path, "chat template", TEMPLATE_BYTES)
+    return TokenizerBundle(bundle.name, bundle.backend, source, bundle.special_tokens, bundle.added_ids,
+                           str(template_path))
+
+
+def _read_text(path: Path, what: str, max_bytes: int) -> str:
+    """A tokenizer-side file through the one guarded open, its problems as TokenizerError."""
     try:
-        source = template_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenizerError(f"cannot read chat template {template_path}: {exc}") from exc
-    return TokenizerBundle(bundle.name, bundle.backend, source, bundle.special_tokens, bundle.added_ids)
+        return read_user_text(path, what=what, max_bytes=max_bytes)
+    except InputFileError as exc:
+        raise TokenizerError(str(exc)) from exc
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(_read_text(path, "tokenizer file", CONFIG_BYTES))
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise TokenizerError(f"{path}: not readable JSON ({exc})") from exc
     return data if isinstance(data, dict) else {}
 
@@ -90,8 +114,8 @@ def _token_text(value: Any) -> str | None:
 
 def _template_from(folder: Path, config: Mapping[str, Any]) -> str | None:
     jinja_file = folder / "chat_template.jinja"
-    if jinja_file.is_file():
-        return jinja_file.read_text(encoding="utf-8")
+    if os.path.lexists(jinja_file):
+        return _read_text(jinja_file, "chat template", TEMPLATE_BYTES)
     template = config.get("chat_template") or _read_json(folder / "chat_template.json").get("chat_template")
     if isinstance(template, list):  # named templates: transformers uses "default"
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
@@ -100,23 +124,25 @@ def _template_from(folder: Path, config: Mapping[str, Any]) -> str | None:
 
 
 def _from_folder(folder: Path, name: str, trust_remote_code: bool) -> TokenizerBundle:
-    if not (folder / "tokenizer.json").is_file():
+    if not os.path.lexists(folder / "tokenizer.json"):
         return _via_transformers(folder, name, trust_remote_code)
     from tokenizers import Tokenizer
 
+    source = _read_text(folder / "tokenizer.json", "tokenizer file", TOKENIZER_JSON_BYTES)
     try:
-        backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        backend = Tokenizer.from_str(source)
     except Exception as exc:  # the Rust side raises plain Exception on a malformed file
-        raise TokenizerError(f"{folder / 'tokenizer.json'}: cannot load ({exc})") from exc
+        raise TokenizerError(f"{folder / 'tokenizer.json'}: cannot load ({str(exc)[:300]})") from exc
     config = _read_json(folder / "tokenizer_config.json")
     token_map = {**_read_json(folder / "special_tokens_map.json"), **config}
     specials = {key: text for key in SPECIAL_TOKEN_NAMES if (text := _token_text(token_map.get(key))) is not None}
-    _match_post_processor(backend, config, specials)
+    _match_post_processor(backend, config, specials, folder / "tokenizer_config.json")
     added = frozenset(backend.get_added_tokens_decoder())
     return TokenizerBundle(name, backend, _template_from(folder, config), specials, added)
 
 
-def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Mapping[str, str]) -> None:
+def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Mapping[str, str],
+                          config_path: Path) -> None:
     """transformers rebuilds the post-processor when add_bos_token/add_eos_token are set or none exists."""
     if "add_bos_token" not in config and "add_eos_token" not in config and backend.post_processor is not None:
         return
@@ -128,7 +154,15 @@ def _match_post_processor(backend: Any, config: Mapping[str, Any], specials: Map
     single = f"{(bos + ':0 ') if add_bos else ''}$A:0{(' ' + eos + ':0') if add_eos else ''}"
     pair = f"{single}{(' ' + bos + ':1') if add_bos else ''} $B:1{(' ' + eos + ':1') if add_eos else ''}"
     tokens = [(t, backend.token_to_id(t)) for t, on in ((bos, add_bos), (eos, add_eos)) if on and t is not None]
-    backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=tokens)
+    missing = [t for t, token_id in tokens if token_id is None]
+    if missing:
+        raise TokenizerError(f"{config_path}: asks to add {', '.join(map(repr, missing))}, which the "
+                             "tokenizer's vocabulary does not have")
+    try:
+        backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=tokens)
+    except Exception as exc:  # the Rust side rejects templates it cannot parse (e.g. a token with a space)
+        raise TokenizerError(f"{config_path}: special tokens {bos!r} / {eos!r} cannot be added "
+                             f"({exc})") from exc
 
 
 def _via_transformers(folder: Path, name: str, trust_remote_code: bool) -> TokenizerBundle:
@@ -136,6 +170,12 @@ def _via_transformers(folder: Path, name: str, trust_remote_code: bool) -> Token
     from loraplan.errors import require
 
     transformers: Any = require("transformers", "data", "loading a tokenizer without tokenizer.json")
+    for entry in folder.iterdir():  # transformers opens them itself: refuse FIFOs and devices first
+        if entry.name in _HUB_FILES or entry.suffix in (".model", ".tiktoken"):
+            with contextlib.suppress(OSError):
+                if not stat.S_ISREG(entry.stat().st_mode):
+                    raise TokenizerError(f"{entry}: the tokenizer file is not a regular file (a FIFO, device or "
+                                         "folder); give a regular file")
     try:
         tok = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, ImportError) as exc:
