@@ -97,6 +97,9 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
 def check_learning_rate(ctx: CheckContext) -> list[Finding | Skipped]:
     lr = ctx.setup.optim.learning_rate
     if lr is None:
+        if "optim.learning_rate" in ctx.unresolved:
+            return [Skipped(4, "learning rate", f"`{ctx.unresolved['optim.learning_rate']}` is an expression "
+                                                "loraplan does not evaluate; not checked")]
         return [Skipped(4, "learning rate", f"{ctx.key('optim.learning_rate')} is not in this {ctx.format} config "
                                             "and the trainer has no default we know")]
     expected = expected_lr(ctx)

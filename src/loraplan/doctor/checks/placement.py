@@ -96,7 +96,10 @@ def _changes(ctx: CheckContext) -> dict[str, object]:
     unembed = Component.UNEMBED in ctx.adapted.components
     if ctx.format == "torchtune" and ctx.arch.is_moe:
         return {}  # no torchtune setting reaches HF stacked experts
-    return all_layer_targets(ctx.arch, ctx.format, unembed)
+    changes = all_layer_targets(ctx.arch, ctx.format, unembed)
+    if changes.get("lora.target_parameters") and ctx.setup.lora.dropout:
+        changes["lora.dropout"] = 0.0  # PEFT's ParamWrapper refuses dropout on expert parameters (check 12)
+    return changes
 
 
 def _attention_only(ctx: CheckContext, names_lost: bool) -> Finding:
