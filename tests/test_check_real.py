@@ -140,3 +140,156 @@ def test_check_config_reads_each_format_of_the_fixtures() -> None:
 
 def _report(path: Path, model: str | None = None) -> Any:
     return check_config(read_config(path), model)
+
+
+# Files read right: Unsloth scripts ----------------------------------------------------------------------------------
+
+
+def test_unsloth_reads_the_config_passed_to_the_last_trainer_and_resolves_names() -> None:
+    """Qwen3 GRPO notebook: an SFTConfig warm-up, then `training_args = GRPOConfig(...)` given to GRPOTrainer;
+    `r = lora_rank`, `lora_alpha = lora_rank*2` with `lora_rank = 32` bound once."""
+    detected = read_config(REAL / "unsloth" / "Qwen3_4B-GRPO.py")
+    setup = detected.setup
+    assert detected.config_class == "GRPOConfig" and setup.method.value == "rl"
+    assert (setup.lora.rank, setup.lora.alpha) == (32, 64)
+    assert setup.optim.learning_rate == 5e-6 and setup.optim.max_steps == 100
+    assert setup.model == "unsloth/Qwen3-4B-Base" and setup.data.max_length == 2048
+
+
+def test_unsloth_positional_model_name_and_orpo_config() -> None:
+    moe = read_config(REAL / "unsloth" / "Qwen3_MoE.py").setup  # from_pretrained(model_name, ...)
+    assert moe.model == "unsloth/Qwen3-30B-A3B-Instruct-2507"
+    orpo = read_config(REAL / "unsloth" / "Llama3_8B-ORPO.py")
+    assert orpo.config_class == "ORPOConfig" and orpo.setup.optim.micro_batch_size == 2
+    assert orpo.setup.optim.max_steps == 30
+
+
+def test_an_unsloth_expression_is_not_checked_rather_than_defaulted(tmp_path: Path) -> None:
+    script = ("from unsloth import FastLanguageModel\nfrom trl import SFTConfig, SFTTrainer\nimport os\n"
+              "model, tok = FastLanguageModel.from_pretrained('Qwen/Qwen3-8B')\n"
+              "model = FastLanguageModel.get_peft_model(model, r=int(os.environ['R']), lora_alpha=32,\n"
+              "    target_modules=['q_proj','k_proj','v_proj','o_proj','gate_proj','up_proj','down_proj'])\n"
+              "trainer = SFTTrainer(model=model, args=SFTConfig(learning_rate=float(os.environ['LR']),\n"
+              "    per_device_train_batch_size=4, gradient_accumulation_steps=8))\n")
+    code, payload = run_check(str(write(tmp_path, "train.py", script)))
+    assert code in (0, 1)
+    assert not any(a["path"] in ("optim.learning_rate", "lora.rank") for a in payload["assumed_defaults"]), payload
+    notes = " ".join(payload["notes"])
+    assert "learning_rate = float(os.environ['LR'])" in notes and "r = int(os.environ['R'])" in notes
+    assert not {"lr-too-low", "lr-too-high"} & {f["id"] for f in payload["findings"]}
+    skipped = " ".join(s["reason"] for s in payload["not_checked"])
+    assert "not checked" in skipped
+
+
+def test_unsloth_training_arguments_keep_transformers_lr_default(tmp_path: Path) -> None:
+    script = ("from unsloth import FastLanguageModel, UnslothTrainer, UnslothTrainingArguments\n"
+              "model, tok = FastLanguageModel.from_pretrained(model_name='Qwen/Qwen3-8B')\n"
+              "model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32)\n"
+              "trainer = UnslothTrainer(model=model, args=UnslothTrainingArguments(per_device_train_batch_size=2))\n")
+    _code, payload = run_check(str(write(tmp_path, "cpt.py", script)))
+    lr = next(a for a in payload["assumed_defaults"] if a["path"] == "optim.learning_rate")
+    assert lr["value"] == 5e-5 and "UnslothTrainingArguments" in lr["source"]
+
+
+def test_unsloth_maps_mlp_names_onto_moe_experts() -> None:
+    """Unsloth's get_moe_target_parameters: gate_proj/up_proj/gate_up_proj and down_proj switch on the experts."""
+    _code, payload = run_check(str(REAL / "unsloth" / "Qwen3_MoE.py"))
+    ids = {f["id"] for f in payload["findings"]}
+    assert payload["model"] == "Qwen/Qwen3-30B-A3B"
+    assert not ids & {"unmatched-targets", "moe-experts-frozen", "attention-only"}, payload["findings"]
+
+
+# Files read right: torchtune ----------------------------------------------------------------------------------------
+
+
+def test_torchtune_model_comes_from_the_builder() -> None:
+    _code, payload = run_check(str(REAL / "torchtune" / "llama3_1__8B_lora_single_device.yaml"))
+    assert payload["model"] == "meta-llama/Llama-3.1-8B"
+
+
+def test_torchtune_names_mean_roles_on_a_fused_model(tmp_path: Path) -> None:
+    """Phi-3 fuses qkv_proj and gate_up_proj in HF; torchtune's q_proj/v_proj/output_proj and apply_lora_to_mlp
+    still adapt them, so nothing is unmatched and --fix removes no name."""
+    path = REAL / "torchtune" / "phi3__mini_lora_single_device.yaml"
+    _code, payload = run_check(str(path))
+    assert payload["model"] == "microsoft/Phi-3-mini-4k-instruct"
+    assert "unmatched-targets" not in {f["id"] for f in payload["findings"]}
+    fixed = runner.invoke(app, ["check", str(path), "--fix"]).stdout
+    assert "lora_attn_modules: ['q_proj', 'v_proj', 'output_proj']" in fixed
+
+
+# What the trainer really does: PEFT's ParamWrapper refuses dropout on expert parameters ---------------------------
+
+
+MIXTRAL_TRL = ("model_name_or_path: mistralai/Mixtral-8x7B-v0.1\nuse_peft: true\nlora_r: 16\nlora_alpha: 32\n"
+               "lora_target_modules: all-linear\nlearning_rate: 2.0e-4\n")
+
+
+def test_expert_parameters_with_default_dropout_are_an_error_and_the_fix_fixes_it(tmp_path: Path) -> None:
+    """TRL's default lora_dropout 0.05 + all-linear on Mixtral: PEFT converts to expert parameters and raises."""
+    path = write(tmp_path, "sft.yaml", MIXTRAL_TRL)
+    code, payload = run_check(str(path))
+    crash = next(f for f in payload["findings"] if f["id"] == "dropout-with-expert-parameters")
+    assert code == 1 and crash["severity"] == "error" and "lora_dropout" in crash["evidence"]
+    fixed = tmp_path / "fixed.yaml"
+    runner.invoke(app, ["check", str(path), "--fix", "-o", str(fixed)])
+    assert "lora_dropout: 0" in fixed.read_text()
+    code, payload = run_check(str(fixed))
+    assert "dropout-with-expert-parameters" not in {f["id"] for f in payload["findings"]}
+
+
+def test_target_parameters_are_honoured_without_a_model(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", "base_model: ./my-local-moe\nadapter: lora\nlora_r: 16\nlora_alpha: 32\n"
+                                     "lora_dropout: 0.05\nlora_target_modules: [q_proj, k_proj, v_proj, o_proj]\n"
+                                     "lora_target_parameters: [mlp.experts.gate_up_proj, mlp.experts.down_proj]\n")
+    _code, payload = run_check(str(path))
+    ids = {f["id"] for f in payload["findings"]}
+    assert "attention-only" not in ids and "dropout-with-expert-parameters" in ids
+
+
+def test_peft_matches_the_installed_peft_on_paramwrapper_dropout() -> None:
+    """The oracle: PEFT itself refuses lora_dropout != 0 for a target_parameters adapter."""
+    torch = pytest.importorskip("torch")
+    from peft import LoraConfig, get_peft_model
+
+    class Experts(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate_up_proj = torch.nn.Parameter(torch.zeros(4, 8, 16))
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.experts = Experts()
+            self.q_proj = torch.nn.Linear(8, 8)
+
+    with pytest.raises(ValueError, match="lora_dropout != 0"):
+        get_peft_model(Tiny(), LoraConfig(r=2, target_modules=["q_proj"], target_parameters=["experts.gate_up_proj"],
+                                          lora_dropout=0.05))
+    get_peft_model(Tiny(), LoraConfig(r=2, target_modules=["q_proj"], target_parameters=["experts.gate_up_proj"],
+                                      lora_dropout=0.0))
+
+
+# Variant keys and modules trained fully ----------------------------------------------------------------------------
+
+
+def test_modules_to_save_lm_head_trains_the_unembedding(tmp_path: Path) -> None:
+    base = ("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nlora_r: 32\nlora_alpha: 32\nlora_dropout: 0\n"
+            "lora_target_linear: true\nlearning_rate: 2.0e-4\nmicro_batch_size: 4\ngradient_accumulation_steps: 8\n")
+    _, plain = run_check(str(write(tmp_path, "plain.yaml", base)))
+    _, saved = run_check(str(write(tmp_path, "saved.yaml", base + "lora_modules_to_save:\n  - lm_head\n")))
+    assert "unembed-not-adapted" in {f["id"] for f in plain["findings"]}
+    ids = {f["id"] for f in saved["findings"]}
+    assert "unembed-not-adapted" not in ids and "modules-trained-fully" in ids
+    shown = next(f for f in saved["findings"] if f["id"] == "modules-trained-fully")
+    assert "lora_modules_to_save" in shown["evidence"]  # the file's own key name
+
+
+def test_loraplus_and_pissa_are_read_and_reported() -> None:
+    _, loraplus = run_check(str(REAL / "llamafactory" / "extras__loraplus__llama3_lora_sft.yaml"))
+    variant = next(f for f in loraplus["findings"] if f["id"] == "lora-variant")
+    assert "loraplus_lr_ratio = 16" in variant["evidence"]
+    pissa = read_config(REAL / "llamafactory" / "extras__pissa__llama3_lora_sft.yaml").setup
+    assert pissa.lora.init_lora_weights == "pissa"
+    bdlora = read_config(REAL / "peft" / "llama-3.2-3B-rank14-target-mlp-bdlora.json").setup
+    assert bdlora.lora.variants and bdlora.lora.variants[0].startswith("use_bdlora")

@@ -22,6 +22,7 @@ from loraplan.formats.flat import (
     unembed_from_targets,
 )
 from loraplan.formats.hf_args import TRAINING_PATHS, training_from, training_mapping
+from loraplan.formats.variants import read_variants
 from loraplan.setup import LossMask, Method, TrainingSetup
 
 NAME = "trl"
@@ -102,6 +103,7 @@ def setup_from_mapping(fields: Fields) -> dict[str, Any]:
     targets = fields.names("lora_target_modules")
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
+    read_variants(fields, "trl", nested)
     if "num_generations" in fields.data:
         nested["method"] = Method.RL
         nested.get("extras", {}).pop("dpo_beta", None)  # GRPO's `beta` is its KL coefficient (0 by default)

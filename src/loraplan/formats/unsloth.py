@@ -15,6 +15,7 @@ from loraplan.formats.flat import Key, from_mapping, make_setup, project_paths, 
 from loraplan.formats.trl import PATHS as TRL_PATHS
 from loraplan.formats.trl import mapping as trl_mapping
 from loraplan.formats.trl import setup_from_mapping
+from loraplan.formats.variants import read_variants
 from loraplan.setup import Method, TrainingSetup
 
 NAME = "unsloth"
@@ -139,6 +140,7 @@ def read_script(text: str, where: str) -> ScriptRead:
     targets = peft.names("target_modules")
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
+    read_variants(peft, NAME, nested)
     load_values = py.keyword_values(load_call, env) if load_call is not None else {}
     if load_call is not None and load_call.args and "model_name" not in load_values:  # from_pretrained(model_name)
         load_values["model_name"] = py.evaluate(load_call.args[0], env)

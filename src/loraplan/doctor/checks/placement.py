@@ -47,7 +47,7 @@ def check_placement(ctx: CheckContext) -> list[Finding | Skipped]:
     dropped = _dropped(ctx)
     if dropped is not None:
         out.append(dropped)
-    if Component.UNEMBED not in comps and ctx.arch.by_role(Role.UNEMBED):
+    if Component.UNEMBED not in comps and ctx.arch.by_role(Role.UNEMBED) and not unembed_saved(ctx):
         out.append(_unembed(ctx))
     return out
 
@@ -189,6 +189,11 @@ def _unembed(ctx: CheckContext) -> Finding:
                    ("lora.target_modules",))
 
 
+def unembed_saved(ctx: CheckContext) -> bool:
+    """`modules_to_save` with lm_head trains the unembedding fully (more than LoRA would): it is not left out."""
+    return any(name == "lm_head" or name.endswith(".lm_head") for name in ctx.setup.lora.modules_to_save or ())
+
+
 def _without_model(ctx: CheckContext) -> list[Finding | Skipped]:
     """No model: only the names can be judged, and no share can be computed."""
     out: list[Finding | Skipped] = [Skipped(2, "MoE experts and unmatched target names",
@@ -196,13 +201,13 @@ def _without_model(ctx: CheckContext) -> list[Finding | Skipped]:
     targets = ctx.setup.lora.target_modules
     if ctx.format == "tinker" or not targets:
         return out
-    if set(targets) <= ATTENTION_NAMES and set(targets) - {"lm_head"}:
+    if set(targets) <= ATTENTION_NAMES and set(targets) - {"lm_head"} and not ctx.setup.lora.target_parameters:
         out.append(Finding("attention-only", 1, Severity.ERROR, "LoRA on attention only",
                            f"{_targets_seen(ctx)}: every name is an attention projection (give --model to see "
                            "the share of capacity kept)",
                            f"add the MLP projections (and MoE experts) to {ctx.key('lora.target_modules')}",
                            PLACEMENT_SOURCE, ("lora.target_modules",)))
-    if ctx.setup.lora.unembed is False:
+    if ctx.setup.lora.unembed is False and not unembed_saved(ctx):
         out.append(Finding("unembed-not-adapted", 3, Severity.INFO, "the unembedding (lm_head) is not adapted",
                            f"{_targets_seen(ctx)} leaves lm_head out",
                            f"add lm_head to {ctx.key('lora.target_modules')}",
