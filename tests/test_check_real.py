@@ -293,3 +293,48 @@ def test_loraplus_and_pissa_are_read_and_reported() -> None:
     assert pissa.lora.init_lora_weights == "pissa"
     bdlora = read_config(REAL / "peft" / "llama-3.2-3B-rank14-target-mlp-bdlora.json").setup
     assert bdlora.lora.variants and bdlora.lora.variants[0].startswith("use_bdlora")
+
+
+# Judgement: the effective LR, one set of thresholds, no error from an extrapolated rule alone ------------------------
+
+
+def _lr_finding(payload: dict[str, Any]) -> dict[str, Any] | None:
+    return next((f for f in payload["findings"] if f["id"].startswith(("lr-too", "full-ft-lr"))), None)
+
+
+def test_lr_is_judged_on_the_effective_scale_with_rslora(tmp_path: Path) -> None:
+    """r 256, alpha 256, rsLoRA: scale 16 against 32/256 = 0.125, so 2e-5 acts like 2.56e-3: too high, not low."""
+    text = ("model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\nlora_r: 256\nlora_alpha: 256\n"
+            "use_rslora: true\nlora_dropout: 0\nlora_target_modules: all-linear\nlearning_rate: 2.0e-5\n"
+            "per_device_train_batch_size: 4\ngradient_accumulation_steps: 8\n")
+    _, payload = run_check(str(write(tmp_path, "rs.yaml", text)))
+    lr = _lr_finding(payload)
+    assert lr is not None and lr["id"] == "lr-too-high" and lr["severity"] == "error"
+    assert "scale 16" in lr["evidence"] and "128x" in lr["evidence"]
+    assert lr["changes"]["optim.learning_rate"] < 2e-5  # the fix lowers the LR; "raise it" would be worse
+    _, plain = run_check(str(write(tmp_path, "plain.yaml", text.replace("use_rslora: true", "use_rslora: false")
+                                   .replace("lora_alpha: 256", "lora_alpha: 32"))))
+    assert _lr_finding(plain)["id"] == "lr-too-low"  # the same LR at the rule's own scale is a full-FT LR
+
+
+def test_an_extrapolated_rule_alone_makes_no_error(tmp_path: Path) -> None:
+    """Mistral has no calibrated family rule: 2e-5 is far below the extrapolated advice, but only a warning."""
+    path = write(tmp_path, "m.yaml", "base_model: mistralai/Mistral-7B-v0.1\nadapter: lora\nlora_r: 32\n"
+                                     "lora_alpha: 32\nlora_target_linear: true\nlearning_rate: 2.0e-5\n"
+                                     "micro_batch_size: 4\ngradient_accumulation_steps: 8\n")
+    _, payload = run_check(str(path))
+    assert "uncalibrated-family" in {f["id"] for f in payload["findings"]}
+    lr = _lr_finding(payload)
+    assert lr is not None and lr["severity"] == "warning" and "extrapolated" in lr["evidence"]
+
+
+def test_plan_and_check_give_one_severity_for_a_large_batch(tmp_path: Path) -> None:
+    from loraplan.rules.batch import choose_batch
+
+    path = write(tmp_path, "b.yaml", "base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nlora_r: 32\n"
+                                     "lora_alpha: 32\nlora_target_linear: true\nlearning_rate: 2.0e-4\n"
+                                     "micro_batch_size: 16\ngradient_accumulation_steps: 64\n")
+    _, payload = run_check(str(path))
+    batch = next(f for f in payload["findings"] if f["id"] == "batch-too-large")
+    planned = choose_batch(None, requested=1024)
+    assert batch["severity"] == "warning" and any("1024" in w for w in planned.warnings)
