@@ -30,8 +30,9 @@ def check_batch(ctx: CheckContext) -> list[Finding | Skipped]:
     # A warning at any size, as `plan` warns at the same limit: a large batch costs quality (the gap to full
     # fine-tuning widens 10-20% by 512), it does not break the run.
     severity = Severity.WARNING
-    widened = f"; at {batch} (above {LORA_BATCH_HARD_LIMIT}) the gap widens by 10-20%" if batch > LORA_BATCH_HARD_LIMIT \
-        else ""
+    widened = ""
+    if batch > LORA_BATCH_HARD_LIMIT:
+        widened = f"; at {batch} (above {LORA_BATCH_HARD_LIMIT}) the gap widens by 10-20%"
     changes = _smaller_batch(ctx)
     fix_keys = ", ".join(f"{ctx.key(p)}: {v}" for p, v in changes.items())
     return [Finding(
