@@ -338,3 +338,66 @@ def test_plan_and_check_give_one_severity_for_a_large_batch(tmp_path: Path) -> N
     batch = next(f for f in payload["findings"] if f["id"] == "batch-too-large")
     planned = choose_batch(None, requested=1024)
     assert batch["severity"] == "warning" and any("1024" in w for w in planned.warnings)
+
+
+# --fix: a fix must fix, and only the changed values differ -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: str(p.relative_to(REAL)))
+def test_a_fix_fixes_what_it_claims(path: Path, tmp_path: Path) -> None:
+    """After --fix, check on the fixed file no longer reports an error or warning whose change it wrote."""
+    fixed = tmp_path / path.name
+    result = runner.invoke(app, ["check", str(path), "--fix", "-o", str(fixed), "--json"])
+    before = json.loads(result.stdout)
+    claimed = {f["id"] for f in before["findings"] if f["severity"] != "info" and f["changes"]}
+    if not claimed:
+        return
+    code, after = run_check(str(fixed), "--format", before["format"])
+    assert code in (0, 1), after
+    assert not claimed & {f["id"] for f in after["findings"]}, after["findings"]
+
+
+def _changed_lines(old: str, new: str) -> list[str]:
+    import difflib
+
+    return [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def test_fix_keeps_comments_indentation_and_spellings(tmp_path: Path) -> None:
+    """torchtune writes `True`, `null` and multi-line flow lists; only the changed value's line may differ."""
+    source = (REAL / "torchtune" / "llama3_1__8B_lora_single_device.yaml").read_text()
+    text = source.replace("  lr: 3e-4", "  lr: 3e-5")  # a full fine-tuning LR: check fixes it
+    path = write(tmp_path, "tt.yaml", text)
+    fixed = runner.invoke(app, ["check", str(path), "--fix"]).stdout
+    changed = _changed_lines(text, fixed)
+    assert len(changed) == 2 and changed[0] == "-  lr: 3e-5" and changed[1].startswith("+  lr: ")
+    assert "apply_lora_to_mlp: True" in fixed and "recipe_checkpoint: null" in fixed
+    import yaml  # PyYAML, as torchtune reads it: the new LR is a float, not a string
+
+    assert isinstance(yaml.safe_load(fixed)["optimizer"]["lr"], float)
+
+
+def test_fix_keeps_the_comment_block_after_a_replaced_key() -> None:
+    path = REAL / "axolotl" / "gpt-oss__gpt-oss-20b-sft-lora-singlegpu.yaml"
+    text = path.read_text()
+    fixed = runner.invoke(app, ["check", str(path), "--fix"]).stdout
+    assert "#lora_target_parameters:  # target the experts in the last two layers" in fixed
+    assert "# dropout not supported when using LoRA over expert parameters" in fixed
+    removed = [line for line in _changed_lines(text, fixed) if line.startswith("-")]
+    assert all(not line.lstrip("-").lstrip().startswith("#") for line in removed), removed
+
+
+def test_fix_edits_a_trl_command_line_in_place(tmp_path: Path) -> None:
+    text = ("trl sft \\\n    --model_name_or_path meta-llama/Llama-3.1-8B \\\n    --use_peft \\\n"
+            "    --lora_r 32 \\\n    --lora_alpha 32 \\\n    --lora_dropout 0.0 \\\n"
+            "    --lora_target_modules q_proj v_proj \\\n    --learning_rate 2.0e-4 \\\n"
+            "    --per_device_train_batch_size 4 \\\n    --gradient_accumulation_steps 8 \\\n    --output_dir out\n")
+    path = write(tmp_path, "train.sh", text)
+    _, before = run_check(str(path))
+    assert "attention-only" in {f["id"] for f in before["findings"]}
+    fixed = write(tmp_path, "fixed.sh", runner.invoke(app, ["check", str(path), "--fix"]).stdout)
+    assert "--lora_target_modules q_proj k_proj v_proj o_proj gate_proj up_proj down_proj" in fixed.read_text()
+    assert "--output_dir out" in fixed.read_text()
+    _, after = run_check(str(fixed))
+    assert "attention-only" not in {f["id"] for f in after["findings"]}

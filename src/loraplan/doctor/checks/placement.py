@@ -97,9 +97,24 @@ def _changes(ctx: CheckContext) -> dict[str, object]:
     if ctx.format == "torchtune" and ctx.arch.is_moe:
         return {}  # no torchtune setting reaches HF stacked experts
     changes = all_layer_targets(ctx.arch, ctx.format, unembed)
+    if ctx.format == "llamafactory" and ctx.arch.is_moe and not reaches_experts(ctx.arch, changes):
+        return {}  # no lora_target reaches these experts: a fix that cannot fix is no fix (the text says so)
     if changes.get("lora.target_parameters") and ctx.setup.lora.dropout:
         changes["lora.dropout"] = 0.0  # PEFT's ParamWrapper refuses dropout on expert parameters (check 12)
     return changes
+
+
+def reaches_experts(arch: object, changes: dict[str, object]) -> bool:
+    """Whether the fixed targets adapt the experts, by the same simulation as the check."""
+    from loraplan.doctor.targets import adaptation
+    from loraplan.setup import LoraSpec
+
+    modules = changes.get("lora.target_modules")
+    params = changes.get("lora.target_parameters")
+    lora = LoraSpec(target_modules=modules if isinstance(modules, tuple) else None,
+                    target_parameters=params if isinstance(params, tuple) else None)
+    adapted = adaptation(lora, "llamafactory", arch)  # type: ignore[arg-type]
+    return adapted is not None and Component.EXPERTS in adapted.components
 
 
 def _attention_only(ctx: CheckContext, names_lost: bool) -> Finding:
@@ -130,7 +145,9 @@ def _experts_frozen(ctx: CheckContext) -> Finding:
     changes = _changes(ctx)
     fix = _fix_text(ctx, changes)
     if ctx.format == "llamafactory" and not changes.get("lora.target_modules"):
-        fix = "LLaMA-Factory cannot name stacked expert parameters; train with PEFT, TRL, Axolotl or Unsloth"
+        fix = (f"LLaMA-Factory cannot reach the stacked experts of {ctx.arch.model_id} (lora_target names modules, "
+               "and no module name converts to these expert parameters); train with PEFT, TRL, Axolotl or Unsloth, "
+               "which name them in target_parameters")
     return Finding("moe-experts-frozen", 2, Severity.ERROR,
                    f"MoE experts are not adapted: {experts / total:.0%} of the model's LoRA capacity is left out",
                    evidence, fix, PLACEMENT_SOURCE, ("lora.target_modules", "lora.target_parameters"), changes)
