@@ -401,3 +401,21 @@ def test_fix_edits_a_trl_command_line_in_place(tmp_path: Path) -> None:
     assert "--output_dir out" in fixed.read_text()
     _, after = run_check(str(fixed))
     assert "attention-only" not in {f["id"] for f in after["findings"]}
+
+
+def test_plan_refuses_torchtune_for_moe_only_where_torchtune_has_no_moe_builder() -> None:
+    """torchtune adapts Llama 4's experts (LoRAGroupedExperts); it has no MoE builder for Qwen3-MoE."""
+    from dataclasses import replace
+
+    from loraplan.arch.sources import load_architecture
+    from loraplan.commands.plan_render import expressible_setup
+    from loraplan.errors import LoraplanError
+    from loraplan.setup import LoraSpec, TrainingSetup
+
+    qwen_moe = load_architecture("Qwen/Qwen3-30B-A3B")
+    setup = TrainingSetup(lora=LoraSpec(rank=32, target_modules=("q_proj",),
+                                        target_parameters=("mlp.experts.gate_up_proj",)))
+    with pytest.raises(LoraplanError, match="Llama 4"):
+        expressible_setup(setup, qwen_moe, "torchtune")
+    llama4_like = replace(qwen_moe, model_type="llama4_text")
+    assert expressible_setup(setup, llama4_like, "torchtune") == setup

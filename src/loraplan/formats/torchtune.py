@@ -41,6 +41,11 @@ BUILDERS = {
     "qwen/qwen3-32b": "torchtune.models.qwen3.lora_qwen3_32b",
     "microsoft/phi-3-mini-4k-instruct": "torchtune.models.phi3.lora_phi3_mini",
 }
+# torchtune's LoRA builders that reach MoE experts (torchtune.modules.peft.LoRAGroupedExperts, built by
+# lora_llama4_moe in torchtune/models/llama4/_component_builders.py at pytorch/torchtune@bd2a0fc): text model_type
+# -> builder. No other torchtune model family has an MoE builder.
+MOE_BUILDERS = {"llama4_text": "torchtune.models.llama4.lora_llama4_scout_17b_16e",
+                "llama4": "torchtune.models.llama4.lora_llama4_scout_17b_16e"}
 PATHS = ["model", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules", "lora.unembed",
          "optim.learning_rate", "optim.weight_decay", "optim.warmup_steps", "optim.micro_batch_size",
          "optim.gradient_accumulation_steps", "optim.epochs", "optim.max_grad_norm", "optim.schedule",
