@@ -419,3 +419,16 @@ def test_plan_refuses_torchtune_for_moe_only_where_torchtune_has_no_moe_builder(
         expressible_setup(setup, qwen_moe, "torchtune")
     llama4_like = replace(qwen_moe, model_type="llama4_text")
     assert expressible_setup(setup, llama4_like, "torchtune") == setup
+
+
+# TRL command lines ----------------------------------------------------------------------------------------------------
+
+
+def test_trl_command_lines_are_read_as_trl_reads_its_arguments() -> None:
+    dpo = read_config(REAL / "trl" / "peft_integration_4.sh")  # python trl/scripts/dpo.py ... --use_peft --lora_r 32
+    assert dpo.format == "trl" and dpo.setup.method.value == "dpo" and dpo.setup.is_lora
+    assert (dpo.setup.lora.rank, dpo.setup.lora.alpha, dpo.setup.optim.learning_rate) == (32, 16, 5e-6)
+    listed = read_config(REAL / "trl" / "peft_integration_8.sh").setup  # --lora_target_modules q_proj v_proj
+    assert listed.lora.target_modules == ("q_proj", "v_proj")
+    grpo = read_config(REAL / "trl" / "lora_without_regret_2.sh").setup  # --beta 0.0 is GRPO's KL weight
+    assert grpo.method.value == "rl" and grpo.extras.dpo_beta is None and grpo.optim.warmup_steps == 0

@@ -174,6 +174,10 @@ def read(text: str, where: str) -> TrainingSetup:
         nested = setup_from_mapping(Fields(pairs, where))
         if method is not None:
             nested["method"] = method
+        own_cli = re.search(r"(^|\s)trl\s+\w+|(^|[\s/])trl/scripts/\w+\.py", text)
+        if not own_cli and "use_peft" not in pairs and any(k.startswith("lora_") for k in pairs):
+            # someone's own script taking TRL's arguments: whether it needs --use_peft is its own business
+            nested["finetuning"] = None
         return make_setup(where, nested)
     return make_setup(where, setup_from_mapping(Fields(load_yaml_mapping(text, where), where)))
 
