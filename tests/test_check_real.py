@@ -84,7 +84,20 @@ def test_trl_key_snapshot_matches_the_installed_trl() -> None:
                  "ScriptArguments"):
         installed |= {f.name for f in dataclasses.fields(getattr(trl, name)) if not f.name.startswith("_")}
     assert installed <= set(trainer_keys()["trl"]["keys"]), "run scripts/gen_trainer_keys.py"
-    assert trainer_keys()["trl"]["version"] == trl.__version__ or installed <= set(trainer_keys()["trl"]["keys"])
+    lr_defaults = trainer_keys()["trl"]["learning_rate_defaults"]
+    for name in ("SFTConfig", "DPOConfig", "GRPOConfig", "RewardConfig"):
+        default = {f.name: f.default for f in dataclasses.fields(getattr(trl, name))}["learning_rate"]
+        assert lr_defaults[name] == default, name  # Unsloth/TRL scripts fall back to these
+
+
+def test_unsloth_reward_config_uses_its_own_lr_default(tmp_path: Path) -> None:
+    script = ("from unsloth import FastLanguageModel\nfrom trl import RewardConfig, RewardTrainer\n"
+              "model, tok = FastLanguageModel.from_pretrained(model_name='Qwen/Qwen3-8B')\n"
+              "model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32)\n"
+              "trainer = RewardTrainer(model=model, args=RewardConfig(per_device_train_batch_size=2))\n")
+    _, payload = run_check(str(write(tmp_path, "rm.py", script)))
+    lr = next(a for a in payload["assumed_defaults"] if a["path"] == "optim.learning_rate")
+    assert lr["value"] == 1e-4 and "RewardConfig" in lr["source"]
 
 
 def test_an_adapter_config_saved_by_the_installed_peft_is_accepted(tmp_path: Path) -> None:
