@@ -59,7 +59,22 @@ def _shares(ctx: CheckContext) -> tuple[int, int, dict[str, int]]:
     return kept, full.per_rank_total, {c.value: n for c, n in full.per_rank.items() if n}
 
 
+def _torchtune_seen(ctx: CheckContext) -> str:
+    """torchtune's own settings for the targets: lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output."""
+    from loraplan.formats.torchtune import ATTN, MLP
+
+    names = set(ctx.setup.lora.target_modules or ())
+    attn = [ATTN[n] for n in ATTN if n in names]
+    mlp, output = any(n in names for n in MLP), "lm_head" in names
+    text = (f"model.lora_attn_modules = [{', '.join(attn)}], model.apply_lora_to_mlp = {str(mlp).lower()}, "
+            f"model.apply_lora_to_output = {str(output).lower()}")
+    source = ctx.assumed_source("lora.target_modules")
+    return f"{text} (not set; the default of {source})" if source else text
+
+
 def _targets_seen(ctx: CheckContext) -> str:
+    if ctx.format == "torchtune" and ctx.setup.lora.target_modules is not None:
+        return _torchtune_seen(ctx)
     lora = ctx.setup.lora
     order = {leaf: i for i, leaf in enumerate(ctx.arch.module_leaves)} if ctx.arch else {}
     names = sorted(lora.target_modules or (), key=lambda n: order.get(n, len(order)))  # model order, not sorted
