@@ -216,8 +216,10 @@ def test_unsloth_maps_mlp_names_onto_moe_experts() -> None:
 
 
 def test_torchtune_model_comes_from_the_builder() -> None:
-    _code, payload = run_check(str(REAL / "torchtune" / "llama3_1__8B_lora_single_device.yaml"))
+    _, payload = run_check(str(REAL / "torchtune" / "llama3_1__8B_lora_single_device.yaml"))
     assert payload["model"] == "meta-llama/Llama-3.1-8B"
+    unembed = next(f for f in payload["findings"] if f["id"] == "unembed-not-adapted")
+    assert "model.apply_lora_to_output = false" in unembed["evidence"]  # torchtune's own keys and values
 
 
 def test_torchtune_names_mean_roles_on_a_fused_model(tmp_path: Path) -> None:
