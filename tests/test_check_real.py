@@ -447,3 +447,12 @@ def test_trl_command_lines_are_read_as_trl_reads_its_arguments() -> None:
     assert listed.lora.target_modules == ("q_proj", "v_proj")
     grpo = read_config(REAL / "trl" / "lora_without_regret_2.sh").setup  # --beta 0.0 is GRPO's KL weight
     assert grpo.method.value == "rl" and grpo.extras.dpo_beta is None and grpo.optim.warmup_steps == 0
+
+
+def test_llamafactory_on_qwen35_moe_names_the_formats_that_reach_the_experts() -> None:
+    """lora_target names modules; Qwen3.5-MoE's experts are parameters no module name converts to."""
+    path = REAL / "llamafactory" / "ascend__qwen3_5moe_lora_sft_fsdp2.yaml"
+    _, payload = run_check(str(path))
+    frozen = next(f for f in payload["findings"] if f["id"] == "moe-experts-frozen")
+    assert "cannot reach" in frozen["fix"] and "PEFT, TRL, Axolotl or Unsloth" in frozen["fix"]
+    assert frozen["changes"] == {}

@@ -91,6 +91,8 @@ def _fix_text(ctx: CheckContext, changes: dict[str, object]) -> str:
             text += (" (torchtune's builders cannot adapt stacked MoE experts; use PEFT, TRL, Axolotl or Unsloth "
                      "for an MoE model)")
         return text
+    if not changes and ctx.format == "llamafactory" and ctx.arch is not None and ctx.arch.is_moe:
+        return _cannot_reach_experts(ctx)
     if not changes:
         return "adapt every weight matrix: attention, MLP and MoE experts"
     parts = []
@@ -117,6 +119,13 @@ def _changes(ctx: CheckContext) -> dict[str, object]:
     if changes.get("lora.target_parameters") and ctx.setup.lora.dropout:
         changes["lora.dropout"] = 0.0  # PEFT's ParamWrapper refuses dropout on expert parameters (check 12)
     return changes
+
+
+def _cannot_reach_experts(ctx: CheckContext) -> str:
+    model = ctx.arch.model_id if ctx.arch is not None else "this model"
+    return (f"LLaMA-Factory cannot reach the stacked experts of {model} (lora_target names modules, and no "
+            "module name converts to these expert parameters); train with PEFT, TRL, Axolotl or Unsloth, which "
+            "name them in target_parameters")
 
 
 def reaches_experts(arch: object, changes: dict[str, object]) -> bool:
@@ -160,9 +169,7 @@ def _experts_frozen(ctx: CheckContext) -> Finding:
     changes = _changes(ctx)
     fix = _fix_text(ctx, changes)
     if ctx.format == "llamafactory" and not changes.get("lora.target_modules"):
-        fix = (f"LLaMA-Factory cannot reach the stacked experts of {ctx.arch.model_id} (lora_target names modules, "
-               "and no module name converts to these expert parameters); train with PEFT, TRL, Axolotl or Unsloth, "
-               "which name them in target_parameters")
+        fix = _cannot_reach_experts(ctx)
     return Finding("moe-experts-frozen", 2, Severity.ERROR,
                    f"MoE experts are not adapted: {experts / total:.0%} of the model's LoRA capacity is left out",
                    evidence, fix, PLACEMENT_SOURCE, ("lora.target_modules", "lora.target_parameters"), changes)
