@@ -45,19 +45,26 @@ def installed() -> dict[str, dict[str, object]]:
                  "version": peft.__version__, "keys": fields(peft.LoraConfig)},
         "transformers": {"source": f"transformers {transformers.__version__}: "
                                    "dataclasses.fields(transformers.Seq2SeqTrainingArguments)",
-                         "version": transformers.__version__, "keys": fields(transformers.Seq2SeqTrainingArguments)},
+                         "version": transformers.__version__, "keys": fields(transformers.Seq2SeqTrainingArguments),
+                         "learning_rate_default": {f.name: f.default for f in dataclasses.fields(
+                             transformers.TrainingArguments)}["learning_rate"]},
     }
     keys: set[str] = set()
-    for name in TRL_CONFIGS:
-        keys |= set(fields(getattr(trl, name)))
+    lr_defaults: dict[str, float] = {}
+    classes = [getattr(trl, name) for name in TRL_CONFIGS]
     for module, name in TRL_EXPERIMENTAL.items():
         try:
-            keys |= set(fields(getattr(importlib.import_module(f"trl.experimental.{module}"), name)))
+            classes.append(getattr(importlib.import_module(f"trl.experimental.{module}"), name))
         except (ImportError, AttributeError):
             continue
+    for cls in classes:
+        keys |= set(fields(cls))
+        lr = {f.name: f.default for f in dataclasses.fields(cls)}.get("learning_rate")
+        if isinstance(lr, float):
+            lr_defaults[cls.__name__] = lr
     out["trl"] = {"source": f"trl {trl.__version__}: dataclasses.fields of {', '.join(TRL_CONFIGS)} and "
                             f"trl.experimental {', '.join(TRL_EXPERIMENTAL.values())}",
-                  "version": trl.__version__, "keys": sorted(keys)}
+                  "version": trl.__version__, "keys": sorted(keys), "learning_rate_defaults": lr_defaults}
     return out
 
 

@@ -180,9 +180,16 @@ def test_published_formula_is_used_when_asked(tmp_path: Path) -> None:
     assert finding(payload, "lr-too-low")["changes"]["optim.learning_rate"] == pytest.approx(expected, rel=3e-3)
 
 
-def test_far_above_the_lora_lr_is_a_warning(tmp_path: Path) -> None:
-    _, payload = run_check(str(axolotl_config(tmp_path, learning_rate=5e-3)))
-    assert finding(payload, "lr-too-high")["severity"] == "warning"
+def test_far_above_the_lora_lr_warns_and_a_diverging_lr_is_an_error(tmp_path: Path) -> None:
+    """The same thresholds both ways: more than 4x off warns, 6x or more (toward 10x) is an error."""
+    _, payload = run_check(str(axolotl_config(tmp_path, learning_rate=2e-5)))
+    recommended = finding(payload, "lr-too-low")["changes"]["optim.learning_rate"]
+    for times, severity in ((5, "warning"), (20, "error")):
+        _, payload = run_check(str(axolotl_config(tmp_path, learning_rate=recommended * times)))
+        assert finding(payload, "lr-too-high")["severity"] == severity, times
+    for times, severity in ((1 / 5, "warning"), (1 / 10, "error")):
+        _, payload = run_check(str(axolotl_config(tmp_path, learning_rate=recommended * times)))
+        assert finding(payload, "lr-too-low")["severity"] == severity, times
 
 
 def test_lora_sized_lr_for_full_finetuning_is_an_error(tmp_path: Path) -> None:
@@ -206,7 +213,7 @@ def test_trl_default_lr_is_held_against_lora(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("accumulation", "devices"), [(32, "1"), (64, "1"), (32, "4"), (32, "8")])
-def test_effective_batch_above_128_warns_and_above_512_errs(tmp_path: Path, accumulation: int, devices: str) -> None:
+def test_effective_batch_above_128_warns_as_plan_does(tmp_path: Path, accumulation: int, devices: str) -> None:
     batch = 4 * accumulation * int(devices)
     _, payload = run_check(str(axolotl_config(tmp_path, gradient_accumulation_steps=accumulation)),
                            "--devices", devices)
@@ -214,7 +221,7 @@ def test_effective_batch_above_128_warns_and_above_512_errs(tmp_path: Path, accu
     if batch <= 128:
         assert not found
     else:
-        assert found[0]["severity"] == ("error" if batch > 512 else "warning")
+        assert found[0]["severity"] == "warning"  # plan warns at the same limit: one severity for one limit
         assert f"effective batch {batch} = 4 (micro_batch_size) x {accumulation}" in found[0]["evidence"]
         assert "higher rank does not fix it" in found[0]["evidence"]
 

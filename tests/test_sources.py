@@ -238,3 +238,10 @@ def test_an_unreachable_hub_fails_in_seconds_with_one_line(tmp_path: Path) -> No
         assert elapsed < 10, f"{command}: {elapsed:.1f}s"
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "HF_HUB_OFFLINE=1" in lines[0] and "--model" in lines[0], result.stderr
+    config = tmp_path / "axolotl.yaml"  # check: a model named in the config that cannot be loaded skips model checks
+    config.write_text("base_model: someone/unlisted-model\nadapter: lora\nlora_r: 16\nlora_alpha: 32\n")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "loraplan", "check", str(config), "--json"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 10 and result.returncode in (0, 1), result.stderr
+    assert "HF_HUB_OFFLINE=1" in json.loads(result.stdout)["model_note"]

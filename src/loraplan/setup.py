@@ -50,6 +50,9 @@ class LoraSpec(_Model):
     unembed: bool | None = None
     init_lora_weights: str | bool | None = None  # True (B = 0), False, "gaussian", "pissa", ...
     use_dora: bool | None = None
+    modules_to_save: tuple[str, ...] | None = None  # trained fully next to the adapter (lm_head, embed_tokens)
+    loraplus_lr_ratio: float | None = Field(default=None, gt=0)  # LoRA+: B trains at this multiple of the LR
+    variants: tuple[str, ...] | None = None  # other LoRA-variant switches the file turns on, as `key = value`
 
     @field_validator("target_modules", "target_parameters")
     @classmethod

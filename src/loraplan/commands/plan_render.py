@@ -68,7 +68,12 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
         return setup
     others = "choose --format peft, trl, axolotl, unsloth or tinker"
     if fmt == "torchtune":
-        raise LoraplanError(f"torchtune's LoRA builders cannot adapt the MoE experts of {arch.model_id}; {others}")
+        from loraplan.formats.torchtune import MOE_BUILDERS
+
+        if arch.model_type in MOE_BUILDERS:  # Llama 4: apply_lora_to_mlp adapts the experts (LoRAGroupedExperts)
+            return setup
+        raise LoraplanError(f"torchtune's LoRA builders cannot adapt the MoE experts of {arch.model_id} (its only MoE "
+                            f"LoRA builders are Llama 4's); {others}")
     if not params:
         return setup
     from loraplan.arch.peft_rules import conversion_of

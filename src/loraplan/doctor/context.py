@@ -42,11 +42,14 @@ class CheckContext:
     calibration: Calibration | None = None
     assumed: tuple[Assumed, ...] = ()
     adapted: Adaptation | None = field(default=None)
+    unresolved: dict[str, str] = field(default_factory=dict)  # path -> `key = expression` the reader left unknown
 
     @classmethod
     def build(cls, stated: TrainingSetup, fmt: str | None = None, arch: Architecture | None = None,
-              **kwargs: Any) -> CheckContext:
-        setup, assumed = with_defaults(stated, fmt, arch, lambda p: key_for(fmt, p))
+              config_class: str | None = None, **kwargs: Any) -> CheckContext:
+        unresolved = kwargs.get("unresolved") or {}
+        setup, assumed = with_defaults(stated, fmt, arch, lambda p: key_for(fmt, p), skip=frozenset(unresolved),
+                                       config_class=config_class)
         adapted = adaptation(setup.lora, fmt, arch) if arch is not None and setup.is_lora else None
         return cls(setup=setup, stated=stated, format=fmt, arch=arch, assumed=assumed, adapted=adapted, **kwargs)
 

@@ -65,9 +65,31 @@ TRL_LR = {Method.SFT: (2e-5, "SFTConfig", "sft_config"), Method.DISTILL: (2e-5, 
           Method.DPO: (1e-6, "DPOConfig", "dpo_config"), Method.RL: (1e-6, "GRPOConfig", "grpo_config")}
 
 
+def config_class_lr(config_class: str) -> tuple[float, str] | None:
+    """The LR default of the config class a script passes to its trainer, from the snapshot of the installed
+    TRL and transformers (formats/trainer_keys.json): ORPOConfig 1e-6, RewardConfig 1e-4, TrainingArguments 5e-5."""
+    from loraplan.formats.keys import trainer_keys
+
+    trl = trainer_keys()["trl"]
+    defaults = trl.get("learning_rate_defaults", {})
+    if isinstance(defaults, dict) and config_class in defaults:
+        return float(defaults[config_class]), f"TRL {config_class} default (trl {trl['version']})"
+    hf = trainer_keys()["transformers"]
+    if config_class.endswith("TrainingArguments") and "learning_rate_default" in hf:
+        return float(hf["learning_rate_default"]), (f"{config_class}: transformers TrainingArguments default "
+                                                     f"(transformers {hf['version']})")
+    return None
+
+
 def with_defaults(setup: TrainingSetup, fmt: str | None, arch: Architecture | None,
-                  key: Any = None) -> tuple[TrainingSetup, tuple[Assumed, ...]]:
-    """The setup as the trainer will run it, and the defaults that filled the gaps."""
+                  key: Any = None, skip: frozenset[str] = frozenset(),
+                  config_class: str | None = None) -> tuple[TrainingSetup, tuple[Assumed, ...]]:
+    """The setup as the trainer will run it, and the defaults that filled the gaps.
+
+    skip: paths the file sets by an expression that was not evaluated: no default is assumed for them.
+    config_class: the config class a script passes to its trainer; a plain (Unsloth)TrainingArguments keeps
+    transformers' own LR default rather than a TRL config's.
+    """
     if fmt is None:
         return setup, ()
     chosen: dict[str, tuple[Any, str]] = {}
@@ -81,6 +103,9 @@ def with_defaults(setup: TrainingSetup, fmt: str | None, arch: Architecture | No
         lr, cls, module = TRL_LR[setup.method or Method.SFT]
         src = TRL_ARGS_SRC.format(cls=cls, module=module)
         chosen.update({p: (v, src) for p, v in {**_HF_TRAINING, "optim.learning_rate": lr}.items()})
+        by_class = config_class_lr(config_class) if config_class is not None else None
+        if by_class is not None:
+            chosen["optim.learning_rate"] = by_class
     if setup.is_lora and fmt in ("peft", "trl", "axolotl") and arch is not None:
         targets = PEFT_DEFAULT_TARGETS.get(arch.model_type)
         if targets is not None:
@@ -90,6 +115,8 @@ def with_defaults(setup: TrainingSetup, fmt: str | None, arch: Architecture | No
     updates: dict[str, dict[str, Any]] = {}
     assumed: list[Assumed] = []
     for path, (value, source) in chosen.items():
+        if path in skip:
+            continue
         section, name = path.split(".")
         if getattr(getattr(setup, section), name) is not None:
             continue

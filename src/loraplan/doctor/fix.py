@@ -11,7 +11,6 @@ replacing `key=value` tokens. Everything else in the file is left as it was.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -69,6 +68,12 @@ def fixed_text(text: str, fmt: str, stated: TrainingSetup, fixed: TrainingSetup,
     """
     module = get_format(fmt)
     before, after = module.write(stated), module.write(fixed)
+    if fmt == "trl":
+        from loraplan.formats.trl import is_command_line
+
+        if is_command_line(text):
+            edits = _diff(load_yaml_mapping(before, "written"), load_yaml_mapping(after, "written"))
+            return _fix_command_line(text, [_in_order(e, order) for e in edits])
     if fmt in YAML_FORMATS:
         edits = _diff(load_yaml_mapping(before, "written"), load_yaml_mapping(after, "written"))
         return _fix_yaml(text, [_in_order(e, order) for e in edits])
@@ -111,36 +116,42 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[Ed
 
 
 def _fix_yaml(text: str, edits: list[Edit]) -> tuple[str, list[Edit]]:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.util import load_yaml_guess_indent
+    """Edit the lines that hold the changed keys; every other byte stays (see doctor/fix_yaml.py)."""
+    from loraplan.doctor.fix_yaml import fix_yaml_text
 
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=block_seq_indent or 0)
-    doc = yaml.load(text)
+    return fix_yaml_text(text, edits), edits
+
+
+def _fix_command_line(text: str, edits: list[Edit]) -> tuple[str, list[Edit]]:
+    """`--key value` arguments of a TRL command line, changed in place; new ones go after the last argument."""
+    import shlex
+
     for edit in edits:
-        *parents, leaf = edit.key.split(".")
-        node = doc
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = CommentedMap()
-            node = node[part]
-        if edit.new is MISSING:
-            node.pop(leaf, None)
+        flag = re.compile(rf"(?<!\S)--{re.escape(edit.key)}(?:=\S+|(?:[ \t]+(?!--)[^\s\\]+)+)?(?=\s|$)")
+        if edit.new is MISSING or edit.new is False:
+            text = flag.sub("", text, count=1)
             continue
-        value = edit.new
-        old = node.get(leaf)
-        if isinstance(value, list):
-            seq = CommentedSeq(value)
-            if isinstance(old, CommentedSeq) and old.fa.flow_style():
-                seq.fa.set_flow_style()
-            value = seq
-        node[leaf] = value
-    buffer = io.StringIO()
-    yaml.dump(doc, buffer)
-    return buffer.getvalue(), edits
+        if isinstance(edit.new, list):
+            value = " " + " ".join(shlex.quote(str(v)) for v in edit.new)
+        elif edit.new is True:
+            value = ""
+        else:
+            value = " " + shlex.quote(_cli_value(edit.new))
+        replacement = f"--{edit.key}{value}"
+        if flag.search(text):
+            text = flag.sub(lambda _match, r=replacement: r, text, count=1)
+        else:
+            last = list(re.finditer(r"(?<!\S)--[\w.-]+(?:=\S+|(?:[ \t]+(?!--)[^\s\\]+)*)", text))
+            at = last[-1].end() if last else len(text.rstrip())
+            continuation = " \\\n    " if "\\\n" in text else " "
+            text = f"{text[:at]}{continuation}{replacement}{text[at:]}"
+    return text, edits
+
+
+def _cli_value(value: Any) -> str:
+    from loraplan.doctor.fix_yaml import float_text
+
+    return float_text(value) if isinstance(value, float) else str(value)
 
 
 def _fix_json(text: str, edits: list[Edit]) -> tuple[str, list[Edit]]:

@@ -32,6 +32,25 @@ def _calls(tree: ast.AST) -> dict[str, ast.Call]:
     return found
 
 
+def _read_calls(tree: ast.Module) -> dict[str, ast.Call]:
+    """The calls the reader read (formats/unsloth.py): the config given to the trainer, under every config name
+    our writer may use, and the model load that precedes get_peft_model; edits go where the values came from."""
+    from loraplan.formats import python_script as py
+    from loraplan.formats.unsloth import _is_model_load, _trainer_config
+
+    calls = py.calls(tree)
+    found: dict[str, ast.Call] = {}
+    config = _trainer_config(tree, calls)
+    if config is not None:
+        found.update(dict.fromkeys(CONFIG_CALLS, config))
+    peft = next((c for c in calls if py.call_name(c) == "get_peft_model"), None)
+    loads = [c for c in calls if py.call_name(c) == "from_pretrained" and _is_model_load(c)]
+    load = next((c for c in reversed(loads) if peft is None or c.lineno <= peft.lineno), None)
+    if load is not None:
+        found["from_pretrained"] = load
+    return found
+
+
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
@@ -43,9 +62,11 @@ def _offsets(source: bytes) -> list[int]:
 def fix_python(text: str, before: str, after: str) -> tuple[str, list[Edit]]:
     """Apply to `text` the keyword changes that turn the script `before` into `after` (both written by us)."""
     try:
-        user = _calls(ast.parse(text))
+        tree = ast.parse(text)
+        user = _calls(tree)
     except (SyntaxError, ValueError, RecursionError) as exc:
         raise FormatError(f"cannot fix a script that does not parse ({exc})") from exc
+    user.update(_read_calls(tree))
     old_calls, new_calls = _calls(ast.parse(before)), _calls(ast.parse(after))
     source = text.encode("utf-8")
     starts = _offsets(source)

@@ -37,13 +37,21 @@ def resolve_model(setup: TrainingSetup, override: str | None, trust_remote_code:
 
 def check_setup(setup: TrainingSetup, fmt: str | None = None, arch: Architecture | None = None, *,
                 tokens: int | None = None, examples: int | None = None, devices: int | None = None,
-                calibration: Calibration | None = None, path: str = "<setup>", model_note: str = "") -> Report:
-    """Check a TrainingSetup (as read from format `fmt`) against `arch` and the data facts."""
+                calibration: Calibration | None = None, path: str = "<setup>", model_note: str = "",
+                unresolved: dict[str, str] | None = None, config_class: str | None = None) -> Report:
+    """Check a TrainingSetup (as read from format `fmt`) against `arch` and the data facts.
+
+    unresolved: setup paths the file sets by an expression loraplan does not evaluate; they stay unknown
+    (no trainer default is assumed for them) and are reported as not checked.
+    """
     ctx = CheckContext.build(setup, fmt, arch, model_note=model_note, tokens=tokens, examples=examples,
-                             devices=devices, calibration=calibration)
+                             devices=devices, calibration=calibration, unresolved=dict(unresolved or {}),
+                             config_class=config_class)
     findings, skipped = run_checks(ctx)
+    notes = tuple(f"not checked: `{expression}` is an expression loraplan does not evaluate, so no value or default "
+                  "is assumed for it" for expression in (unresolved or {}).values())
     return Report(path, fmt or "setup", arch.model_id if arch else setup.model, model_note, tuple(findings),
-                  tuple(skipped), ctx.assumed)
+                  tuple(skipped), ctx.assumed, notes)
 
 
 def check_config(detected: Detected, model: str | None = None, *, tokens: int | None = None,
@@ -52,4 +60,5 @@ def check_config(detected: Detected, model: str | None = None, *, tokens: int | 
     """Check a config read by formats.detect.read_config."""
     arch, note = resolve_model(detected.setup, model, trust_remote_code)
     return check_setup(detected.setup, detected.format, arch, tokens=tokens, examples=examples, devices=devices,
-                       calibration=calibration, path=str(Path(detected.path)), model_note=note)
+                       calibration=calibration, path=str(Path(detected.path)), model_note=note,
+                       unresolved=detected.unresolved, config_class=detected.config_class)

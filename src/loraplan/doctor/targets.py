@@ -97,11 +97,13 @@ def adaptation(lora: LoraSpec, fmt: str | None, arch: Architecture) -> Adaptatio
     names = list(lora.target_modules or ())
     params = tuple(lora.target_parameters or ())
     if fmt == "torchtune":
-        return _plain_match(names, arch)
+        return _torchtune_match(names, arch)
     if fmt in ("axolotl", "llamafactory") and ALL_LINEAR in names:
         names = [n for n in names if n != ALL_LINEAR] + list(linear_leaves(arch))
-    if fmt == "unsloth" and arch.is_moe and not params and {"gate_proj", "up_proj", "down_proj"} & set(names):
-        params = expert_parameters(arch)  # Unsloth's get_moe_target_parameters
+    mapped: set[str] = set()
+    if fmt == "unsloth" and arch.is_moe and not params:
+        params, mapped = unsloth_expert_parameters(names, arch)
+        names = [n for n in names if n not in mapped or resolve(arch, PeftSpec((n,), ()))]
     # Every step below is linear in the number of names (sets of dotted suffixes, each regex compiled and run
     # once): a 1 MiB config can list 144k names, and a name-by-weight loop took minutes.
     regexes = list(dict.fromkeys(n for n in names if REGEX_CHARS.search(n)))
@@ -143,6 +145,22 @@ def _tails(arch: Architecture) -> tuple[set[str], set[str]]:
 REGEX_SECONDS = 2.0  # per pattern over all module names: a catastrophic pattern is refused, not run for hours
 
 
+# Unsloth's get_moe_target_parameters (unsloth/models/_utils.py): on an MoE model, MLP names in target_modules
+# switch LoRA on for the stacked experts: gate_proj, up_proj or gate_up_proj -> experts.gate_up_proj,
+# down_proj -> experts.down_proj (the path the model has, mlp.experts.* or experts.*).
+UNSLOTH_MOE_NAMES = {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "gate_up_proj": "gate_up_proj",
+                     "down_proj": "down_proj"}
+
+
+def unsloth_expert_parameters(names: list[str], arch: Architecture) -> tuple[tuple[str, ...], set[str]]:
+    """The expert parameters Unsloth adds for these target names, and the names it consumed doing so."""
+    wanted = {UNSLOTH_MOE_NAMES[n] for n in names if n in UNSLOTH_MOE_NAMES}
+    params = tuple(p for p in expert_parameters(arch) if p.rsplit(".", 1)[-1] in wanted)
+    used = {n for n in names if n in UNSLOTH_MOE_NAMES and UNSLOTH_MOE_NAMES[n] in
+            {p.rsplit(".", 1)[-1] for p in params}}
+    return params, used
+
+
 def _regex_match(pattern: str, arch: Architecture) -> list[Weight]:
     """PEFT treats a target string as a regex that must match the whole module name.
 
@@ -164,12 +182,40 @@ def _regex_match(pattern: str, arch: Architecture) -> list[Weight]:
                             "module names; refusing (simplify the regular expression)") from None
 
 
-def _plain_match(names: list[str], arch: Architecture) -> Adaptation:
-    wanted = set(names)
-    every = set().union(*(dotted_suffixes(w.name) for w in arch.weights))
-    adapted = [(w, 1) for w in arch.weights if w.kind is Kind.LINEAR and not wanted.isdisjoint(dotted_suffixes(w.name))]
-    unmatched = tuple(n for n in names if n not in every)
-    return Adaptation(tuple(adapted), unmatched, (), "by torchtune's builders (module names, no MoE conversion)")
+# torchtune builds its own modules and converts HF checkpoints into them, so its names mean roles, not HF module
+# paths: q_proj/k_proj/v_proj are parts of a fused qkv_proj where HF fuses them (Phi-3), output_proj is HF's
+# o_proj, `apply_lora_to_mlp` adapts every MLP weight (w1/w2/w3: gate_up_proj where fused) and, in its MoE
+# builders, the experts (torchtune.modules.peft.LoRAGroupedExperts in Llama 4) and shared experts;
+# `apply_lora_to_output` adapts the output projection. The reader writes these as q_proj.. o_proj, gate_proj,
+# up_proj, down_proj and lm_head.
+TORCHTUNE_ATTN = {"q_proj": ("q_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "q_a_proj", "q_b_proj"),
+                  "k_proj": ("k_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "kv_a_proj_with_mqa",
+                             "kv_b_proj"),
+                  "v_proj": ("v_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "kv_a_proj_with_mqa",
+                             "kv_b_proj"),
+                  "o_proj": ("o_proj", "out_proj", "dense", "c_proj")}
+TORCHTUNE_MLP = frozenset({"gate_proj", "up_proj", "down_proj"})
+
+
+def _torchtune_match(names: list[str], arch: Architecture) -> Adaptation:
+    """torchtune's builders adapt by role (see TORCHTUNE_ATTN); names outside its vocabulary match by suffix."""
+    chosen: dict[str, Weight] = {}
+    unmatched: list[str] = []
+    for name in names:
+        if name in TORCHTUNE_ATTN:
+            hits = [w for w in arch.weights if w.role is Role.ATTN and w.leaf in TORCHTUNE_ATTN[name]]
+        elif name in TORCHTUNE_MLP:
+            hits = [w for w in arch.weights if w.role in (Role.MLP, Role.EXPERT, Role.SHARED_EXPERT)]
+        elif name == "lm_head":
+            hits = list(arch.by_role(Role.UNEMBED))
+        else:
+            hits = [w for w in arch.weights if w.kind is Kind.LINEAR and _suffix(w.name, name)]
+        if not hits:
+            unmatched.append(name)
+        chosen.update((w.name, w) for w in hits)
+    adapted = tuple((w, 1) for w in arch.weights if w.name in chosen)  # model order
+    return Adaptation(adapted, tuple(unmatched), (), "by torchtune's builders (its own module names, adapted by "
+                      "role: q/k/v/output projections, the whole MLP and MoE experts, the output layer)")
 
 
 def all_layer_targets(arch: Architecture, fmt: str | None, unembed: bool) -> dict[str, object]:

@@ -21,6 +21,7 @@ from loraplan.formats.flat import (
     unembed_from_targets,
 )
 from loraplan.formats.hf_args import optimizer_from, schedule_from, steps_from, without_steps
+from loraplan.formats.variants import read_variants
 from loraplan.setup import LossMask, Method, Schedule, TrainingSetup
 
 ALL_LINEAR = "all-linear"
@@ -121,6 +122,7 @@ def read(text: str, where: str) -> TrainingSetup:
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
     _read_datasets(fields, nested)
+    read_variants(fields, NAME, nested)
     return make_setup(where, nested)
 
 

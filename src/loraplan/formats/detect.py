@@ -10,7 +10,7 @@ formats to pass to `--format`, never guessed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class Detected:
     format: str
     text: str
     path: Path
+    unresolved: dict[str, str] = field(default_factory=dict)  # setup path -> `key = expression` not evaluated
+    config_class: str | None = None  # the config class a script passes to its trainer (SFTConfig, GRPOConfig...)
 
 
 def detect_format(text: str, name: str = "") -> str:
@@ -108,6 +110,9 @@ def read_config(path: str | Path, fmt: str | None = None) -> Detected:
         raise FormatError(f"{file}: the file is empty")
     name = fmt or detect_format(text, file.name)
     module = get_format(name)
+    if hasattr(module, "read_script"):  # a script: values written as expressions are kept apart, not defaulted
+        script = module.read_script(text, str(file))
+        return Detected(script.setup, name, text, file, script.unresolved, script.config_class)
     setup = module.read(text, str(file))
     _refuse_typos(text, name, file)
     return Detected(setup, name, text, file)

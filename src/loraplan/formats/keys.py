@@ -50,8 +50,14 @@ HAND_READ: dict[str, dict[str, str]] = {
 
 def key_for(fmt: str | None, path: str) -> str:
     """The config key that holds `path` in format `fmt` (the path itself when the format has none)."""
+    from loraplan.formats.variants import LORAPLUS, MODULES_TO_SAVE
+
     if fmt is None:
         return path
+    if path == "lora.modules_to_save" and fmt in MODULES_TO_SAVE:
+        return MODULES_TO_SAVE[fmt]
+    if path == "lora.loraplus_lr_ratio" and fmt in LORAPLUS:
+        return LORAPLUS[fmt]
     extra = HAND_READ.get(fmt, {})
     if path in extra:
         return extra[path]

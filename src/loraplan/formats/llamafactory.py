@@ -21,6 +21,7 @@ from loraplan.formats.flat import (
 )
 from loraplan.formats.hf_args import TRAINING_PATHS, training_from, training_mapping
 from loraplan.formats.trl import _flatten
+from loraplan.formats.variants import read_variants
 from loraplan.setup import LossMask, Method, TrainingSetup
 
 ALL_LINEAR = "all-linear"
@@ -92,6 +93,7 @@ def read(text: str, where: str) -> TrainingSetup:
         set_path(nested, "data.loss_mask", LossMask.LAST_ASSISTANT)
     elif train_on_prompt is False:
         set_path(nested, "data.loss_mask", LossMask.ASSISTANT)
+    read_variants(fields, NAME, nested)
     return make_setup(where, nested)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from loraplan.formats.base import FormatError
 from loraplan.formats.flat import Key, from_mapping, make_setup, project_paths, to_mapping, unembed_from_targets
+from loraplan.formats.variants import read_variants
 from loraplan.setup import TrainingSetup
 
 NAME = "peft"
@@ -69,6 +70,7 @@ def read(text: str, where: str) -> TrainingSetup:
         nested.setdefault("lora", {})["target_modules"] = targets
     if targets is not None:
         nested.setdefault("lora", {})["unembed"] = unembed_from_targets(targets)
+    read_variants(fields, NAME, nested)
     return make_setup(where, nested)
 
 

@@ -41,6 +41,11 @@ BUILDERS = {
     "qwen/qwen3-32b": "torchtune.models.qwen3.lora_qwen3_32b",
     "microsoft/phi-3-mini-4k-instruct": "torchtune.models.phi3.lora_phi3_mini",
 }
+# torchtune's LoRA builders that reach MoE experts (torchtune.modules.peft.LoRAGroupedExperts, built by
+# lora_llama4_moe in torchtune/models/llama4/_component_builders.py at pytorch/torchtune@bd2a0fc): text model_type
+# -> builder. No other torchtune model family has an MoE builder.
+MOE_BUILDERS = {"llama4_text": "torchtune.models.llama4.lora_llama4_scout_17b_16e",
+                "llama4": "torchtune.models.llama4.lora_llama4_scout_17b_16e"}
 PATHS = ["model", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules", "lora.unembed",
          "optim.learning_rate", "optim.weight_decay", "optim.warmup_steps", "optim.micro_batch_size",
          "optim.gradient_accumulation_steps", "optim.epochs", "optim.max_grad_norm", "optim.schedule",
@@ -111,6 +116,25 @@ def _method(loss: Fields) -> Method | None:
     return None
 
 
+def _builder_key(component: str) -> str:
+    """`torchtune.models.qwen2_5.qlora_qwen2_5_1_5b_instruct` -> `qwen2_5_1_5b`: the builder's model size, with
+    the QLoRA prefix and the instruct/base suffix (same architecture) taken off."""
+    leaf = component.rsplit(".", 1)[-1]
+    for prefix in ("qlora_", "lora_"):
+        leaf = leaf.removeprefix(prefix)
+    for suffix in ("_instruct", "_base"):
+        leaf = leaf.removesuffix(suffix)
+    return leaf
+
+
+def model_from_builder(component: str | None) -> str | None:
+    """The HF model a torchtune LoRA builder builds (the inverse of BUILDERS), or None for one not listed."""
+    if not component:
+        return None
+    wanted = _builder_key(component)
+    return next((model_id for model_id, builder in BUILDERS.items() if _builder_key(builder) == wanted), None)
+
+
 def read(text: str, where: str) -> TrainingSetup:
     fields = Fields(load_yaml_mapping(text, where), where)
     model = fields.table("model")
@@ -137,6 +161,13 @@ def read(text: str, where: str) -> TrainingSetup:
                         ("data.max_length", fields.table("tokenizer").integer("max_seq_len"))):
         if value is not None:
             set_path(nested, path, value)
+    if "model" not in nested:  # torchtune names the model by its builder, `model._component_`
+        from loraplan.arch.sources import catalog
+
+        hf_id = model_from_builder(model.text("_component_"))
+        entry = catalog().get(hf_id or "")
+        if entry is not None:
+            nested["model"] = entry.model_id
     loss = fields.table("loss")
     nested["method"] = _method(loss)
     beta = loss.number("beta")

@@ -22,6 +22,7 @@ from loraplan.formats.flat import (
     unembed_from_targets,
 )
 from loraplan.formats.hf_args import TRAINING_PATHS, training_from, training_mapping
+from loraplan.formats.variants import read_variants
 from loraplan.setup import LossMask, Method, TrainingSetup
 
 NAME = "trl"
@@ -102,6 +103,7 @@ def setup_from_mapping(fields: Fields) -> dict[str, Any]:
     targets = fields.names("lora_target_modules")
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
+    read_variants(fields, "trl", nested)
     if "num_generations" in fields.data:
         nested["method"] = Method.RL
         nested.get("extras", {}).pop("dpo_beta", None)  # GRPO's `beta` is its KL coefficient (0 by default)
@@ -172,6 +174,10 @@ def read(text: str, where: str) -> TrainingSetup:
         nested = setup_from_mapping(Fields(pairs, where))
         if method is not None:
             nested["method"] = method
+        own_cli = re.search(r"(^|\s)trl\s+\w+|(^|[\s/])trl/scripts/\w+\.py", text)
+        if not own_cli and "use_peft" not in pairs and any(k.startswith("lora_") for k in pairs):
+            # someone's own script taking TRL's arguments: whether it needs --use_peft is its own business
+            nested["finetuning"] = None
         return make_setup(where, nested)
     return make_setup(where, setup_from_mapping(Fields(load_yaml_mapping(text, where), where)))
 

@@ -7,6 +7,7 @@ are TRL's, so they share the TRL format's mapping.
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from typing import Any
 
 from loraplan.formats.base import Fields, FormatError
@@ -14,6 +15,7 @@ from loraplan.formats.flat import Key, from_mapping, make_setup, project_paths, 
 from loraplan.formats.trl import PATHS as TRL_PATHS
 from loraplan.formats.trl import mapping as trl_mapping
 from loraplan.formats.trl import setup_from_mapping
+from loraplan.formats.variants import read_variants
 from loraplan.setup import Method, TrainingSetup
 
 NAME = "unsloth"
@@ -74,25 +76,62 @@ def literal_kwargs(call: ast.Call, unreadable: Any = None) -> dict[str, Any]:
     return out
 
 
+# TRL / transformers config classes Unsloth scripts pass to their trainers, by method (preference methods such as
+# ORPO, KTO and CPO are held to the DPO band; online RL to the RL one). Any *TrainingArguments subclass is SFT.
+CONFIG_METHODS = {"SFTConfig": Method.SFT, "DPOConfig": Method.DPO, "ORPOConfig": Method.DPO, "KTOConfig": Method.DPO,
+                  "CPOConfig": Method.DPO, "OnlineDPOConfig": Method.DPO, "GRPOConfig": Method.RL,
+                  "RLOOConfig": Method.RL, "PPOConfig": Method.RL, "GKDConfig": Method.DISTILL,
+                  "DistillationConfig": Method.DISTILL, "RewardConfig": Method.SFT}
+LOAD_CALLS = ("from_pretrained",)
+UNRESOLVED_PATHS = {"r": "lora.rank", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
+                    "target_modules": "lora.target_modules", "target_parameters": "lora.target_parameters",
+                    "use_rslora": "lora.use_rslora", "model_name": "model", "max_seq_length": "data.max_length"}
+
+
+@dataclass(frozen=True)
+class ScriptRead:
+    """What a script says: the setup, values written as expressions (path -> source), the config class used."""
+
+    setup: TrainingSetup
+    unresolved: dict[str, str]
+    config_class: str | None
+
+
+def is_config_class(name: str) -> bool:
+    return name in CONFIG_METHODS or name.endswith("TrainingArguments")
+
+
 def read(text: str, where: str) -> TrainingSetup:
+    return read_script(text, where).setup
+
+
+def read_script(text: str, where: str) -> ScriptRead:
+    """Read an Unsloth script: the config the trainer is given, names bound by literal assignment resolved."""
+    from loraplan.formats import python_script as py
+
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError) as exc:
         line = getattr(exc, "lineno", None)
         raise FormatError(f"{where}{f':{line}' if line else ''}: not valid Python ({exc})") from exc
-    calls: dict[str, dict[str, Any]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            calls.setdefault(name, literal_kwargs(node))
-    if "get_peft_model" not in calls and "from_pretrained" not in calls:
+    env = py.literal_names(tree)
+    all_calls = py.calls(tree)
+    peft_call = next((c for c in all_calls if py.call_name(c) == "get_peft_model"), None)
+    loads = [c for c in all_calls if py.call_name(c) in LOAD_CALLS and _is_model_load(c)]
+    load_call = next((c for c in reversed(loads) if peft_call is None or c.lineno <= peft_call.lineno),
+                     loads[0] if loads else None)
+    if peft_call is None and load_call is None:
         raise FormatError(f"{where}: no FastLanguageModel.from_pretrained / get_peft_model call found")
-    config_name = next((n for n in ("SFTConfig", "DPOConfig", "GRPOConfig", "TrainingArguments") if n in calls), None)
-    nested = setup_from_mapping(Fields(calls.get(config_name or "", {}), where)) if config_name else {}
-    nested["method"] = {"DPOConfig": Method.DPO, "GRPOConfig": Method.RL}.get(config_name or "", Method.SFT)
-    load = Fields(calls.get("from_pretrained", {}), where)
-    peft = Fields(calls.get("get_peft_model", {}), where)
+    config_call = _trainer_config(tree, all_calls)
+    unresolved: dict[str, str] = {}
+    config_name = py.call_name(config_call) if config_call is not None else None
+    nested: dict[str, Any] = {}
+    if config_call is not None:
+        values = py.keyword_values(config_call, env)
+        nested = setup_from_mapping(Fields(_known(values, unresolved, _config_path), where))
+    nested["method"] = CONFIG_METHODS.get(config_name or "", Method.SFT)
+    peft_values = py.keyword_values(peft_call, env) if peft_call is not None else {}
+    peft = Fields(_known(peft_values, unresolved, UNRESOLVED_PATHS.get), where)
     for path, value in from_mapping(peft, PEFT_KEYS).get("lora", {}).items():
         set_path(nested, f"lora.{path}", value)
     init = peft.data.get("init_lora_weights")
@@ -101,6 +140,11 @@ def read(text: str, where: str) -> TrainingSetup:
     targets = peft.names("target_modules")
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
+    read_variants(peft, NAME, nested)
+    load_values = py.keyword_values(load_call, env) if load_call is not None else {}
+    if load_call is not None and load_call.args and "model_name" not in load_values:  # from_pretrained(model_name)
+        load_values["model_name"] = py.evaluate(load_call.args[0], env)
+    load = Fields(_known(load_values, unresolved, UNRESOLVED_PATHS.get), where)
     model = load.text("model_name")
     if model is not None and model != "MODEL":
         nested["model"] = model
@@ -109,8 +153,53 @@ def read(text: str, where: str) -> TrainingSetup:
         set_path(nested, "data.max_length", max_length)
     nested["quantization"] = "4bit" if load.boolean("load_in_4bit") else ("8bit" if load.boolean("load_in_8bit")
                                                                           else None)
-    nested["finetuning"] = "lora" if "get_peft_model" in calls else "full"
-    return make_setup(where, nested)
+    nested["finetuning"] = "lora" if peft_call is not None else "full"
+    return ScriptRead(make_setup(where, nested), unresolved, config_name)
+
+
+def _is_model_load(call: ast.Call) -> bool:
+    """FastLanguageModel / FastModel / FastVisionModel .from_pretrained, not a tokenizer's."""
+    func = call.func
+    owner = func.value if isinstance(func, ast.Attribute) else None
+    return isinstance(owner, ast.Name) and owner.id.startswith("Fast")
+
+
+def _trainer_config(tree: ast.Module, all_calls: list[ast.Call]) -> ast.Call | None:
+    """The config the (last) trainer is given as `args=`, a call or a name bound to one; else the first config."""
+    from loraplan.formats import python_script as py
+
+    for call in reversed([c for c in all_calls if py.call_name(c).endswith("Trainer")]):
+        args = next((k.value for k in call.keywords if k.arg == "args"), None)
+        if isinstance(args, ast.Call) and is_config_class(py.call_name(args)):
+            return args
+        if isinstance(args, ast.Name):
+            bound = py.assigned_call(tree, args.id, call.lineno)
+            if bound is not None and is_config_class(py.call_name(bound)):
+                return bound
+    return next((c for c in all_calls if is_config_class(py.call_name(c))), None)
+
+
+def _config_path(key: str) -> str | None:
+    from loraplan.formats.hf_args import TRAINING_KEYS
+    from loraplan.formats.trl import MODEL_KEYS
+
+    extra = {"lr_scheduler_type": "optim.schedule", "optim": "optim.optimizer"}
+    return next((k.path for k in MODEL_KEYS + TRAINING_KEYS if k.key == key), extra.get(key))
+
+
+def _known(values: dict[str, Any], unresolved: dict[str, str], path_of: Any) -> dict[str, Any]:
+    """The values that could be evaluated; the others are recorded in `unresolved` under their setup path."""
+    from loraplan.formats.python_script import Unresolved
+
+    known: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Unresolved):
+            path = path_of(key)
+            if path is not None:
+                unresolved[path] = f"{key} = {value.source}"
+        else:
+            known[key] = value
+    return known
 
 
 def project(setup: TrainingSetup) -> TrainingSetup:

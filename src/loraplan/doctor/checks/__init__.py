@@ -9,12 +9,13 @@ from loraplan.doctor.checks.batch import check_batch, check_steps
 from loraplan.doctor.checks.capacity import check_capacity
 from loraplan.doctor.checks.learning_rate import check_learning_rate
 from loraplan.doctor.checks.placement import check_placement
+from loraplan.doctor.checks.startup import check_startup
 from loraplan.doctor.context import CheckContext
 from loraplan.doctor.findings import Finding, Skipped
 
 Check = Callable[[CheckContext], list[Finding | Skipped] | list[Finding]]
 CHECKS: tuple[Check, ...] = (check_placement, check_learning_rate, check_batch, check_capacity, check_adapter,
-                             check_steps)
+                             check_steps, check_startup)
 
 
 def run_checks(ctx: CheckContext) -> tuple[list[Finding], list[Skipped]]:

@@ -89,6 +89,30 @@ def _init_and_variants(ctx: CheckContext) -> list[Finding]:
             "lora-variant", 10, Severity.INFO, "DoRA: the rules were measured on standard LoRA",
             f"{ctx.seen('lora.use_dora')}", "expect the LR and rank rules to need a check on a short run",
             VARIANT_NOTE, ("lora.use_dora",)))
+    if lora.loraplus_lr_ratio:
+        lr = ctx.setup.optim.learning_rate
+        b_lr = f" (B trains at {lr * lora.loraplus_lr_ratio:.3g})" if lr else ""
+        out.append(Finding(
+            "lora-variant", 10, Severity.INFO, f"LoRA+: B's learning rate is {lora.loraplus_lr_ratio:g}x the LR",
+            f"{ctx.key('lora.loraplus_lr_ratio')} = {lora.loraplus_lr_ratio:g}{b_lr}; the LR rules were measured on "
+            "plain LoRA, where A and B share one LR, so the recommended LR applies to A only",
+            "expect the LR rule to need a check on a short run (or drop LoRA+ to follow the rules as measured)",
+            f"{VARIANT_NOTE}; LoRA+ (Hayou et al. 2024, https://arxiv.org/abs/2402.12354)",
+            ("lora.loraplus_lr_ratio",)))
+    if lora.variants:
+        out.append(Finding(
+            "lora-variant", 10, Severity.INFO, "a LoRA variant: the rules were measured on standard LoRA",
+            "; ".join(lora.variants), "expect the LR and rank rules to need a check on a short run", VARIANT_NOTE,
+            ("lora.variants",)))
+    saved = lora.modules_to_save or ()
+    if any(name.split(".")[-1] in ("lm_head", "embed_tokens") for name in saved):
+        out.append(Finding(
+            "modules-trained-fully", 10, Severity.INFO,
+            f"{', '.join(saved)} trained fully next to the adapter",
+            f"{ctx.key('lora.modules_to_save')} = [{', '.join(saved)}]: these weights get full fine-tuning (every "
+            "parameter, saved whole with the adapter), at the LoRA learning rate",
+            "fine if intended (new tokens); otherwise adapt lm_head with LoRA in the target list instead",
+            "PEFT LoraConfig.modules_to_save (peft/tuners/lora/config.py)", ("lora.modules_to_save",)))
     if lora.dropout:
         out.append(Finding(
             "lora-dropout", 10, Severity.INFO, f"LoRA dropout {lora.dropout:g}",

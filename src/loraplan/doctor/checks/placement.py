@@ -47,7 +47,7 @@ def check_placement(ctx: CheckContext) -> list[Finding | Skipped]:
     dropped = _dropped(ctx)
     if dropped is not None:
         out.append(dropped)
-    if Component.UNEMBED not in comps and ctx.arch.by_role(Role.UNEMBED):
+    if Component.UNEMBED not in comps and ctx.arch.by_role(Role.UNEMBED) and not unembed_saved(ctx):
         out.append(_unembed(ctx))
     return out
 
@@ -59,7 +59,22 @@ def _shares(ctx: CheckContext) -> tuple[int, int, dict[str, int]]:
     return kept, full.per_rank_total, {c.value: n for c, n in full.per_rank.items() if n}
 
 
+def _torchtune_seen(ctx: CheckContext) -> str:
+    """torchtune's own settings for the targets: lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output."""
+    from loraplan.formats.torchtune import ATTN, MLP
+
+    names = set(ctx.setup.lora.target_modules or ())
+    attn = [ATTN[n] for n in ATTN if n in names]
+    mlp, output = any(n in names for n in MLP), "lm_head" in names
+    text = (f"model.lora_attn_modules = [{', '.join(attn)}], model.apply_lora_to_mlp = {str(mlp).lower()}, "
+            f"model.apply_lora_to_output = {str(output).lower()}")
+    source = ctx.assumed_source("lora.target_modules")
+    return f"{text} (not set; the default of {source})" if source else text
+
+
 def _targets_seen(ctx: CheckContext) -> str:
+    if ctx.format == "torchtune" and ctx.setup.lora.target_modules is not None:
+        return _torchtune_seen(ctx)
     lora = ctx.setup.lora
     order = {leaf: i for i, leaf in enumerate(ctx.arch.module_leaves)} if ctx.arch else {}
     names = sorted(lora.target_modules or (), key=lambda n: order.get(n, len(order)))  # model order, not sorted
@@ -76,6 +91,8 @@ def _fix_text(ctx: CheckContext, changes: dict[str, object]) -> str:
             text += (" (torchtune's builders cannot adapt stacked MoE experts; use PEFT, TRL, Axolotl or Unsloth "
                      "for an MoE model)")
         return text
+    if not changes and ctx.format == "llamafactory" and ctx.arch is not None and ctx.arch.is_moe:
+        return _cannot_reach_experts(ctx)
     if not changes:
         return "adapt every weight matrix: attention, MLP and MoE experts"
     parts = []
@@ -96,7 +113,32 @@ def _changes(ctx: CheckContext) -> dict[str, object]:
     unembed = Component.UNEMBED in ctx.adapted.components
     if ctx.format == "torchtune" and ctx.arch.is_moe:
         return {}  # no torchtune setting reaches HF stacked experts
-    return all_layer_targets(ctx.arch, ctx.format, unembed)
+    changes = all_layer_targets(ctx.arch, ctx.format, unembed)
+    if ctx.format == "llamafactory" and ctx.arch.is_moe and not reaches_experts(ctx.arch, changes):
+        return {}  # no lora_target reaches these experts: a fix that cannot fix is no fix (the text says so)
+    if changes.get("lora.target_parameters") and ctx.setup.lora.dropout:
+        changes["lora.dropout"] = 0.0  # PEFT's ParamWrapper refuses dropout on expert parameters (check 12)
+    return changes
+
+
+def _cannot_reach_experts(ctx: CheckContext) -> str:
+    model = ctx.arch.model_id if ctx.arch is not None else "this model"
+    return (f"LLaMA-Factory cannot reach the stacked experts of {model} (lora_target names modules, and no "
+            "module name converts to these expert parameters); train with PEFT, TRL, Axolotl or Unsloth, which "
+            "name them in target_parameters")
+
+
+def reaches_experts(arch: object, changes: dict[str, object]) -> bool:
+    """Whether the fixed targets adapt the experts, by the same simulation as the check."""
+    from loraplan.doctor.targets import adaptation
+    from loraplan.setup import LoraSpec
+
+    modules = changes.get("lora.target_modules")
+    params = changes.get("lora.target_parameters")
+    lora = LoraSpec(target_modules=modules if isinstance(modules, tuple) else None,
+                    target_parameters=params if isinstance(params, tuple) else None)
+    adapted = adaptation(lora, "llamafactory", arch)  # type: ignore[arg-type]
+    return adapted is not None and Component.EXPERTS in adapted.components
 
 
 def _attention_only(ctx: CheckContext, names_lost: bool) -> Finding:
@@ -127,7 +169,7 @@ def _experts_frozen(ctx: CheckContext) -> Finding:
     changes = _changes(ctx)
     fix = _fix_text(ctx, changes)
     if ctx.format == "llamafactory" and not changes.get("lora.target_modules"):
-        fix = "LLaMA-Factory cannot name stacked expert parameters; train with PEFT, TRL, Axolotl or Unsloth"
+        fix = _cannot_reach_experts(ctx)
     return Finding("moe-experts-frozen", 2, Severity.ERROR,
                    f"MoE experts are not adapted: {experts / total:.0%} of the model's LoRA capacity is left out",
                    evidence, fix, PLACEMENT_SOURCE, ("lora.target_modules", "lora.target_parameters"), changes)
@@ -186,6 +228,11 @@ def _unembed(ctx: CheckContext) -> Finding:
                    ("lora.target_modules",))
 
 
+def unembed_saved(ctx: CheckContext) -> bool:
+    """`modules_to_save` with lm_head trains the unembedding fully (more than LoRA would): it is not left out."""
+    return any(name == "lm_head" or name.endswith(".lm_head") for name in ctx.setup.lora.modules_to_save or ())
+
+
 def _without_model(ctx: CheckContext) -> list[Finding | Skipped]:
     """No model: only the names can be judged, and no share can be computed."""
     out: list[Finding | Skipped] = [Skipped(2, "MoE experts and unmatched target names",
@@ -193,13 +240,13 @@ def _without_model(ctx: CheckContext) -> list[Finding | Skipped]:
     targets = ctx.setup.lora.target_modules
     if ctx.format == "tinker" or not targets:
         return out
-    if set(targets) <= ATTENTION_NAMES and set(targets) - {"lm_head"}:
+    if set(targets) <= ATTENTION_NAMES and set(targets) - {"lm_head"} and not ctx.setup.lora.target_parameters:
         out.append(Finding("attention-only", 1, Severity.ERROR, "LoRA on attention only",
                            f"{_targets_seen(ctx)}: every name is an attention projection (give --model to see "
                            "the share of capacity kept)",
                            f"add the MLP projections (and MoE experts) to {ctx.key('lora.target_modules')}",
                            PLACEMENT_SOURCE, ("lora.target_modules",)))
-    if ctx.setup.lora.unembed is False:
+    if ctx.setup.lora.unembed is False and not unembed_saved(ctx):
         out.append(Finding("unembed-not-adapted", 3, Severity.INFO, "the unembedding (lm_head) is not adapted",
                            f"{_targets_seen(ctx)} leaves lm_head out",
                            f"add lm_head to {ctx.key('lora.target_modules')}",
