@@ -20,6 +20,7 @@ from loraplan.doctor import check_config
 from loraplan.formats import FORMATS
 from loraplan.plan import DataFacts, PlanRequest, make_plan
 from loraplan.rules.batch import split_batch
+from loraplan.rules.calibration import resolve_calibration
 from loraplan.rules.numbers import fmt_number
 from loraplan.setup import LossMask, Schedule
 
@@ -122,7 +123,8 @@ def test_rslora_lr_follows_the_scale_and_check_agrees(name: str, tmp_path) -> No
 
     path = tmp_path / f"config{FORMATS[name].SUFFIX}"
     path.write_text(export_text(rs.setup, name, arch))
-    report = check_config(read_config(path), LLAMA, tokens=TOKENS, examples=EXAMPLES)
+    report = check_config(read_config(path), LLAMA, tokens=TOKENS, examples=EXAMPLES,
+                          calibration=resolve_calibration(None))
     assert not [(f.id, f.title) for f in report.findings if f.severity.value != "info"]
 
 

@@ -46,6 +46,7 @@ class DataFacts:
     format: str | None = None
     loss_mask: LossMask | None = None
     estimated: bool = False
+    chat_template: str | None = None  # the template the count used, when the trainer must use it too
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,8 @@ def make_plan(arch: Architecture, req: PlanRequest) -> Plan:
                            num_devices=req.num_devices, epochs=choice.epochs, max_steps=steps,
                            optimizer="adamw", max_grad_norm=1.0),
         data=DataSpec(path=req.data.path, format=req.data.format, loss_mask=req.data.loss_mask,
-                      max_length=req.seq_len, examples=req.data.examples, trained_tokens=req.data.trained_tokens),
+                      max_length=req.seq_len, examples=req.data.examples, trained_tokens=req.data.trained_tokens,
+                      chat_template=req.data.chat_template),
         extras=extras,
     )
     trainable = result.params(rank)

@@ -32,11 +32,17 @@ def count_data(paths: list[str], tokenizer: str | None, model: str, max_length: 
         raise MissingExtraError("counting a dataset needs the `data` extra: pip install 'loraplan[data]'") from exc
     count = count_trained_tokens(paths, tokenizer or model, max_length=max_length)
     mask = count.mask
+    loss_mask = LossMask(mask) if isinstance(mask, str) and mask in LossMask._value2member_map_ else None
+    # An assistant-only loss needs the template's generation markers: the template the count used travels
+    # with the export when it came from a tokenizer the user named (the model's own may lack the markers).
+    template = None
+    if tokenizer and loss_mask in (LossMask.ASSISTANT, LossMask.LAST_ASSISTANT):
+        jinja = Path(tokenizer) / "chat_template.jinja"  # TRL sets a .jinja as is; a folder it clones (new tokens)
+        template = str(jinja) if jinja.is_file() else tokenizer
     return DataFacts(
         path=",".join(paths), examples=count.examples, trained_tokens=count.trained_tokens,
-        total_tokens=count.total_tokens, format=count.format or None,
-        loss_mask=LossMask(mask) if isinstance(mask, str) and mask in LossMask._value2member_map_ else None,
-        estimated=bool(count.estimated),
+        total_tokens=count.total_tokens, format=count.format or None, loss_mask=loss_mask,
+        estimated=bool(count.estimated), chat_template=template,
     )
 
 
@@ -46,9 +52,37 @@ def export_text(setup: TrainingSetup, fmt: str, arch: Architecture | None = None
 
     if arch is not None:
         setup = expressible_setup(setup, arch, fmt)
+    setup = loadable_model(setup)
     if fmt == "peft-python":
         return write_python(setup)
     return get_format(fmt).write(setup)
+
+
+# Trainers that refuse LoRA on lm_head: TRL's SFTTrainer (1.x) computes log-probabilities from
+# lm_head.weight directly and raises for an adapter there ("Applying a PEFT adapter to `lm_head` is not
+# supported"); Unsloth runs on TRL. The plan leaves the unembedding out for them and says so.
+NO_UNEMBED_LORA = {
+    "trl": "TRL's SFTTrainer refuses a LoRA adapter on lm_head; the export leaves the unembedding out",
+    "unsloth": "Unsloth trains a named lm_head in full (modules_to_save), not with LoRA, and TRL's SFTTrainer "
+               "refuses a LoRA adapter there; the export leaves the unembedding out",
+}
+
+
+def export_notes(setup: TrainingSetup, fmt: str) -> list[str]:
+    """What the export cannot say that the plan did."""
+    notes = []
+    if fmt in NO_UNEMBED_LORA and setup.is_lora and "lm_head" in (setup.lora.target_modules or ()):
+        notes.append(NO_UNEMBED_LORA[fmt])
+    return notes
+
+
+def loadable_model(setup: TrainingSetup) -> TrainingSetup:
+    """Trainers load a model from a folder or a hub id (`from_pretrained`), never from a config.json path:
+    a plan made from `path/config.json` exports `path`."""
+    model = setup.model or ""
+    if Path(model).name == "config.json":
+        return setup.model_copy(update={"model": str(Path(model).parent)})
+    return setup
 
 
 def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> TrainingSetup:
@@ -63,6 +97,10 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     from loraplan.errors import LoraplanError
 
     params = setup.lora.target_parameters
+    if fmt in NO_UNEMBED_LORA and setup.is_lora and "lm_head" in (setup.lora.target_modules or ()):
+        lora = setup.lora.model_copy(update={
+            "target_modules": tuple(t for t in setup.lora.target_modules or () if t != "lm_head"), "unembed": False})
+        setup = setup.model_copy(update={"lora": lora})
     if not setup.is_lora or not arch.is_moe or fmt not in ("torchtune", "llamafactory"):
         return setup
     others = "choose --format peft, trl, axolotl, unsloth or tinker"

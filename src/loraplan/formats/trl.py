@@ -23,6 +23,9 @@ from loraplan.formats.flat import (
 from loraplan.formats.hf_args import TRAINING_PATHS, training_from, training_mapping
 from loraplan.setup import LossMask, Method, TrainingSetup
 
+# A local data file goes in TRL's dataset-mixture form (`datasets:` entries with a `datasets` builder and
+# `data_files`, read by trl.scripts.utils.DatasetConfig); `dataset_name` is a hub id to `trl sft`.
+LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 NAME = "trl"
 SUFFIX = ".yaml"
 SUBCOMMAND = {Method.SFT: "sft", Method.DISTILL: "sft", Method.DPO: "dpo", Method.RL: "grpo"}
@@ -41,7 +44,7 @@ MODEL_KEYS = [
     Key("extras.group_size", "num_generations", "integer"),
 ]
 PATHS = [k.path for k in MODEL_KEYS] + TRAINING_PATHS + [
-    "method", "finetuning", "quantization", "lora.unembed", "data.loss_mask"]
+    "method", "finetuning", "quantization", "lora.unembed", "data.loss_mask", "data.chat_template"]
 
 
 # Keys each TRL config class lacks (checked against SFTConfig / DPOConfig / GRPOConfig fields):
@@ -56,8 +59,30 @@ def mapping(setup: TrainingSetup) -> dict[str, Any]:
     return {k: v for k, v in out.items() if k not in dropped}
 
 
+def local_builder(path: str) -> str | None:
+    """The `datasets` builder for a local data file (compressed ones too), or None for a hub id or folder."""
+    name = path.lower()
+    for suffix in (".gz", ".zst", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    return next((builder for suffix, builder in LOCAL_BUILDERS.items() if name.endswith(suffix)), None)
+
+
+def _data_entries(path: str) -> list[dict[str, Any]] | None:
+    files = [p for p in path.split(",") if p]
+    builders = {local_builder(p) for p in files}
+    if len(builders) != 1 or None in builders:
+        return None
+    return [{"path": builders.pop(), "data_files": files[0] if len(files) == 1 else files}]
+
+
 def _mapping(setup: TrainingSetup) -> dict[str, Any]:
     out = to_mapping(setup, MODEL_KEYS[:3])
+    entries = _data_entries(setup.data.path) if setup.data.path else None
+    if entries is not None:
+        del out["dataset_name"]
+        out["datasets"] = entries
+    if setup.data.chat_template:
+        out["chat_template_path"] = setup.data.chat_template
     out.update(training_mapping(setup))
     if setup.data.loss_mask in (LossMask.ASSISTANT, LossMask.LAST_ASSISTANT):
         out["assistant_only_loss"] = True
@@ -84,6 +109,14 @@ def write(setup: TrainingSetup) -> str:
 def setup_from_mapping(fields: Fields) -> dict[str, Any]:
     """Nested setup values from a TRL / TrainingArguments mapping (shared with Unsloth)."""
     nested = from_mapping(fields, MODEL_KEYS)
+    entries = fields.data.get("datasets")
+    if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict):
+        files = entries[0].get("data_files") or entries[0].get("path")
+        if isinstance(files, str) or (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+            set_path(nested, "data.path", files if isinstance(files, str) else ",".join(files))
+    template = fields.data.get("chat_template_path")
+    if isinstance(template, str):
+        set_path(nested, "data.chat_template", template)
     for path, value in _flatten(training_from(fields)):
         set_path(nested, path, value)
     if fields.boolean("assistant_only_loss"):

@@ -1,7 +1,9 @@
-"""Unsloth: a Python snippet (`FastLanguageModel.from_pretrained` + `get_peft_model` + a TRL config).
+"""Unsloth: a complete script (`FastLanguageModel.from_pretrained`, `get_peft_model`, the data through
+`datasets.load_dataset`, a TRL config and trainer, `trainer.train()`).
 
-Read back with `ast` (literal keyword arguments only; nothing is executed). The trainer arguments
-are TRL's, so they share the TRL format's mapping.
+Read back with `ast` (literal arguments only; nothing is executed). The trainer arguments are TRL's,
+so they share the TRL format's mapping, less the keys that belong to `trl`'s command line
+(ScriptArguments / ModelConfig / the dataset mixture) rather than to SFTConfig.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ PEFT_KEYS = [
     Key("lora.use_rslora", "use_rslora", "boolean"),
 ]
 CONFIG_CLASS = {Method.DPO: "DPOConfig", Method.RL: "GRPOConfig"}
+TRAINER_CLASS = {Method.DPO: "DPOTrainer", Method.RL: "GRPOTrainer"}
 TRL_ONLY = {"model_name_or_path", "max_length", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
-            "lora_target_modules", "lora_target_parameters", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit"}
+            "lora_target_modules", "lora_target_parameters", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit",
+            "dataset_name", "datasets"}
 PATHS = [p for p in TRL_PATHS if p not in ("lora.use_dora",)] + ["lora.init_lora_weights"]
 
 
@@ -50,13 +54,37 @@ def write(setup: TrainingSetup) -> str:
     peft.update({"bias": "none", "use_gradient_checkpointing": "unsloth", "random_state": 3407})
     if setup.lora.init_lora_weights is not None:
         peft["init_lora_weights"] = setup.lora.init_lora_weights
-    config_kwargs = {k: v for k, v in trl.items() if k not in TRL_ONLY}
+    config_kwargs = {"output_dir": "outputs", **{k: v for k, v in trl.items() if k not in TRL_ONLY}}
     config = CONFIG_CLASS.get(setup.method or Method.SFT, "SFTConfig")
+    trainer = TRAINER_CLASS.get(setup.method or Method.SFT, "SFTTrainer")
     peft_call = _call("FastLanguageModel.get_peft_model", peft, "model").replace("'MODEL_OBJECT'", "model")
-    return ("# Written by loraplan.\nfrom unsloth import FastLanguageModel\n"
-            f"from trl import {config}\n\n"
+    trainer_kwargs = "    model=model,\n    processing_class=tokenizer,\n    train_dataset=dataset,\n    args=args,\n"
+    rewards = ""
+    if trainer == "GRPOTrainer":
+        rewards = ("\n# GRPO needs your reward functions: fn(prompts, completions, **kwargs) -> list[float]\n"
+                   "reward_funcs = []\n")
+        trainer_kwargs += "    reward_funcs=reward_funcs,\n"
+    return ("# Written by loraplan. Run with: python THIS_FILE\n"
+            "from unsloth import FastLanguageModel  # first: Unsloth patches transformers and TRL on import\n"
+            "from datasets import load_dataset\n"
+            f"from trl import {config}, {trainer}\n\n"
             + _call("FastLanguageModel.from_pretrained", load, "model, tokenizer") + "\n" + peft_call + "\n"
-            + _call(config, config_kwargs, "args"))
+            + _load_data(setup.data.path) + "\n" + _call(config, config_kwargs, "args") + rewards + "\n"
+            + f"trainer = {trainer}(\n{trainer_kwargs})\ntrainer.train()\n")
+
+
+def _load_data(path: str | None) -> str:
+    """`load_dataset` for a local file (its builder and data_files) or a hub id."""
+    from loraplan.formats.trl import local_builder
+
+    if not path:
+        return "dataset = load_dataset('DATASET', split='train')  # your data set\n"
+    files = [p for p in path.split(",") if p]
+    builders = {local_builder(p) for p in files}
+    if len(builders) == 1 and None not in builders:
+        data_files = files[0] if len(files) == 1 else files
+        return f"dataset = load_dataset({builders.pop()!r}, data_files={data_files!r}, split='train')\n"
+    return f"dataset = load_dataset({path!r}, split='train')\n"
 
 
 def literal_kwargs(call: ast.Call, unreadable: Any = None) -> dict[str, Any]:
@@ -81,11 +109,14 @@ def read(text: str, where: str) -> TrainingSetup:
         line = getattr(exc, "lineno", None)
         raise FormatError(f"{where}{f':{line}' if line else ''}: not valid Python ({exc})") from exc
     calls: dict[str, dict[str, Any]] = {}
+    data_path: str | None = None
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             calls.setdefault(name, literal_kwargs(node))
+            if name == "load_dataset" and data_path is None:
+                data_path = _data_path(node)
     if "get_peft_model" not in calls and "from_pretrained" not in calls:
         raise FormatError(f"{where}: no FastLanguageModel.from_pretrained / get_peft_model call found")
     config_name = next((n for n in ("SFTConfig", "DPOConfig", "GRPOConfig", "TrainingArguments") if n in calls), None)
@@ -101,6 +132,8 @@ def read(text: str, where: str) -> TrainingSetup:
     targets = peft.names("target_modules")
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
+    if data_path is not None:
+        set_path(nested, "data.path", data_path)
     model = load.text("model_name")
     if model is not None and model != "MODEL":
         nested["model"] = model
@@ -111,6 +144,19 @@ def read(text: str, where: str) -> TrainingSetup:
                                                                           else None)
     nested["finetuning"] = "lora" if "get_peft_model" in calls else "full"
     return make_setup(where, nested)
+
+
+def _data_path(call: ast.Call) -> str | None:
+    """The data a `load_dataset(...)` call reads: its data_files for a builder, else its first argument."""
+    kwargs = literal_kwargs(call)
+    files = kwargs.get("data_files")
+    if isinstance(files, str):
+        return files
+    if isinstance(files, list) and files and all(isinstance(f, str) for f in files):
+        return ",".join(files)
+    if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return None if call.args[0].value == "DATASET" else call.args[0].value
+    return None
 
 
 def project(setup: TrainingSetup) -> TrainingSetup:

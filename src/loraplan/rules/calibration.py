@@ -101,7 +101,8 @@ class FamilyRule:
         `multiplier` is the LoRA/full fine-tuning ratio applied (10, or 1 for full fine-tuning); without
         it the text names both. With a model's traits, only the variant that applies to it.
         """
-        ratio = f"{multiplier:g}" if multiplier is not None else f"{self.lora_multiplier:g} (LoRA, 1 for full fine-tuning)"
+        ratio = (f"{multiplier:g}" if multiplier is not None
+                 else f"{self.lora_multiplier:g} (LoRA, 1 for full fine-tuning)")
         common = f"{fmt_number(self.base, 4)} * {ratio}"
         if self.exponent:
             common += f" * (2000/hidden)^{self.exponent:.4g}"
