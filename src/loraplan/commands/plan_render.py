@@ -97,6 +97,13 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     from loraplan.errors import LoraplanError
 
     params = setup.lora.target_parameters
+    if fmt == "torchtune" and setup.is_lora and not arch.is_moe:
+        from loraplan.formats.torchtune import BUILDER_OF, model_files
+
+        builder = BUILDER_OF.get(arch.model_id.lower())
+        if builder is None or builder not in model_files():
+            raise LoraplanError(f"torchtune (0.6.1, its latest release) has no LoRA builder for {arch.model_id}; "
+                                "choose --format peft, peft-python, trl, axolotl, llamafactory, unsloth or tinker")
     if fmt in NO_UNEMBED_LORA and setup.is_lora and "lm_head" in (setup.lora.target_modules or ()):
         lora = setup.lora.model_copy(update={
             "target_modules": tuple(t for t in setup.lora.target_modules or () if t != "lm_head"), "unembed": False})
