@@ -42,7 +42,8 @@ BUILDERS = {
 # The model a builder builds (the catalogue's spelling), for reading a config back.
 BUILDER_MODELS = {builder.lower(): model for model, builder in BUILDERS.items()}
 BUILDER_OF = {model.lower(): builder for model, builder in BUILDERS.items()}
-PATHS = ["model", "data.path", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules", "lora.unembed",
+PATHS = ["model", "data.path", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules",
+         "lora.unembed",
          "optim.learning_rate", "optim.weight_decay", "optim.warmup_steps", "optim.micro_batch_size",
          "optim.gradient_accumulation_steps", "optim.epochs", "optim.max_grad_norm", "optim.schedule",
          "data.max_length", "method", "extras.dpo_beta"]
