@@ -169,8 +169,9 @@ def test_fix_in_every_format_clears_the_errors(tmp_path: Path, name: str) -> Non
     path = tmp_path / f"config{FORMATS[name].SUFFIX}"
     path.write_text(FORMATS[name].write(broken))
     before = json.loads(runner.invoke(app, ["check", str(path), "--json"]).stdout)
-    # PEFT files hold no LR; Tinker adapts every weight matrix whatever the targets say.
-    expected = ({"attention-only"} if name != "tinker" else set()) | ({"lr-too-low"} if name != "peft" else set())
+    # PEFT configs (JSON or Python) hold no LR; Tinker adapts every weight matrix whatever the targets say.
+    expected = ({"attention-only"} if name != "tinker" else set()) | (
+        {"lr-too-low"} if name not in ("peft", "peft-python") else set())
     assert {f["id"] for f in before["findings"] if f["severity"] == "error"} == expected
     out = tmp_path / f"fixed{FORMATS[name].SUFFIX}"
     result = runner.invoke(app, ["check", str(path), "--fix", "-o", str(out)])

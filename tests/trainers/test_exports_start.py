@@ -25,8 +25,10 @@ import pytest
 
 from loraplan.arch import load_architecture
 from loraplan.commands.plan_render import export_text
+from loraplan.doctor import check_config
 from loraplan.errors import LoraplanError
 from loraplan.formats import FORMATS
+from loraplan.formats.detect import read_config
 from loraplan.plan import DataFacts, PlanRequest, make_plan
 from loraplan.rules.calibration import resolve_calibration
 from loraplan.setup import LossMask, Method, Schedule
@@ -53,6 +55,9 @@ def _exports(name: str, folder: Path, methods: tuple[Method, ...] = (Method.SFT,
                 continue
             path = folder / f"{model.replace('/', '--')}.{method.value}{FORMATS[name].SUFFIX}"
             path.write_text(text)
+            report = check_config(read_config(path), model, tokens=FACTS.trained_tokens, examples=FACTS.examples,
+                                  calibration=resolve_calibration(None))  # and `check` finds nothing to fix
+            assert not [(f.id, f.title) for f in report.findings if f.severity.value != "info"], (model, name)
             out[f"{model} {method.value}"] = path
     return out
 

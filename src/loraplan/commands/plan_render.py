@@ -48,14 +48,10 @@ def count_data(paths: list[str], tokenizer: str | None, model: str, max_length: 
 
 def export_text(setup: TrainingSetup, fmt: str, arch: Architecture | None = None) -> str:
     from loraplan.formats import get_format
-    from loraplan.formats.peft import write_python
 
     if arch is not None:
         setup = expressible_setup(setup, arch, fmt)
-    setup = loadable_model(setup)
-    if fmt == "peft-python":
-        return write_python(setup)
-    return get_format(fmt).write(setup)
+    return get_format(fmt).write(loadable_model(setup))
 
 
 # Trainers that refuse LoRA on lm_head: TRL's SFTTrainer (1.x) computes log-probabilities from

@@ -39,7 +39,8 @@ def check_setup(setup: TrainingSetup, fmt: str | None = None, arch: Architecture
                 tokens: int | None = None, examples: int | None = None, devices: int | None = None,
                 calibration: Calibration | None = None, path: str = "<setup>", model_note: str = "") -> Report:
     """Check a TrainingSetup (as read from format `fmt`) against `arch` and the data facts."""
-    ctx = CheckContext.build(setup, fmt, arch, model_note=model_note, tokens=tokens, examples=examples,
+    rules_fmt = "peft" if fmt == "peft-python" else fmt  # the same LoraConfig, written as Python
+    ctx = CheckContext.build(setup, rules_fmt, arch, model_note=model_note, tokens=tokens, examples=examples,
                              devices=devices, calibration=calibration)
     findings, skipped = run_checks(ctx)
     return Report(path, fmt or "setup", arch.model_id if arch else setup.model, model_note, tuple(findings),

@@ -52,7 +52,9 @@ def detect_format(text: str, name: str = "") -> str:
     suffix = Path(name).suffix.lower()
     stripped = text.lstrip()
     if suffix == ".py":
-        return "unsloth"
+        from loraplan.formats.peft_python import is_peft_python
+
+        return "peft-python" if is_peft_python(text) else "unsloth"
     if suffix == ".sh" or "tinker_cookbook" in text:
         return "tinker"
     if stripped.startswith("{"):
