@@ -28,7 +28,8 @@ def _plan(model: str = "meta-llama/Llama-3.1-8B", method: Method = Method.SFT, s
                       loss_mask=LossMask.ASSISTANT)
     arch = load_architecture(model)
     lr = 3e-4 if arch.family not in ("llama", "qwen") else None  # uncalibrated under the published rule
-    return make_plan(arch, PlanRequest(method=method, data=facts, schedule=schedule, lr=lr))
+    teacher = "meta-llama/Llama-3.1-70B" if method is Method.DISTILL else None
+    return make_plan(arch, PlanRequest(method=method, data=facts, schedule=schedule, lr=lr, teacher=teacher))
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))

@@ -77,3 +77,33 @@ class _quiet:
 
     def __exit__(self, *exc: object) -> None:
         self._ctx.__exit__(*exc)
+
+
+def test_distillation_keeps_its_teacher_for_trl_and_refuses_the_rest(tmp_path: Path) -> None:
+    """`trl distillation`'s own parser (trl/scripts/distillation.py make_parser) reads the teacher back."""
+    from trl.scripts.distillation import make_parser
+
+    from loraplan.arch import load_architecture
+    from loraplan.commands.plan_render import TEACHER_FORMATS, export_text
+    from loraplan.errors import LoraplanError
+    from loraplan.formats import EXPORT_FORMATS
+    from loraplan.plan import DataFacts, PlanRequest, make_plan
+    from loraplan.setup import Method
+
+    arch = load_architecture("meta-llama/Llama-3.1-8B")
+    facts = DataFacts(path="examples/chat.jsonl", examples=20_000, trained_tokens=10_000_000)
+    plan = make_plan(arch, PlanRequest(method=Method.DISTILL, data=facts, teacher="meta-llama/Llama-3.1-70B"))
+    path = tmp_path / "distill.yaml"
+    path.write_text(export_text(plan.setup, "trl", arch))
+    assert "trl distillation" in path.read_text()
+    _script, training, _model, _data = make_parser().parse_args_and_config(
+        args=["--config", str(path), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"])
+    assert training.teacher_model_name_or_path == "meta-llama/Llama-3.1-70B"
+    for fmt in EXPORT_FORMATS:
+        if fmt in TEACHER_FORMATS:
+            continue
+        with pytest.raises(LoraplanError, match="--format trl"):
+            export_text(plan.setup, fmt, arch)
+    no_teacher = make_plan(arch, PlanRequest(method=Method.DISTILL, data=facts))
+    with pytest.raises(LoraplanError, match="--teacher"):
+        export_text(no_teacher.setup, "trl", arch)

@@ -13,7 +13,7 @@ from loraplan.arch.model import Architecture
 from loraplan.plan import DataFacts, Plan
 from loraplan.rules.numbers import fmt_number
 from loraplan.rules.sources import references_in
-from loraplan.setup import LossMask, TrainingSetup
+from loraplan.setup import LossMask, Method, TrainingSetup
 
 BAR_WIDTH = 40
 
@@ -64,6 +64,11 @@ NO_UNEMBED_LORA = {
 }
 
 
+# Formats whose trainer takes a distillation teacher: TRL's `trl distillation` (DistillationConfig.
+# teacher_model_name_or_path). The others have no teacher field loraplan writes.
+TEACHER_FORMATS = ("trl",)
+
+
 def export_notes(setup: TrainingSetup, fmt: str) -> list[str]:
     """What the export cannot say that the plan did."""
     notes = []
@@ -93,6 +98,12 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     from loraplan.errors import LoraplanError
 
     params = setup.lora.target_parameters
+    if setup.method is Method.DISTILL:
+        if fmt not in TEACHER_FORMATS:
+            raise LoraplanError(f"{fmt} cannot state a distillation teacher; for --task distill choose --format "
+                                f"{' or '.join(TEACHER_FORMATS)}")
+        if not setup.extras.teacher:
+            raise LoraplanError("--task distill needs --teacher MODEL (the model the student learns from)")
     if fmt == "torchtune" and setup.is_lora and not arch.is_moe:
         from loraplan.formats.torchtune import BUILDER_OF, model_files
 

@@ -28,7 +28,7 @@ from loraplan.setup import LossMask, Method, TrainingSetup
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 NAME = "trl"
 SUFFIX = ".yaml"
-SUBCOMMAND = {Method.SFT: "sft", Method.DISTILL: "sft", Method.DPO: "dpo", Method.RL: "grpo"}
+SUBCOMMAND = {Method.SFT: "sft", Method.DISTILL: "distillation", Method.DPO: "dpo", Method.RL: "grpo"}
 MODEL_KEYS = [
     Key("model", "model_name_or_path", "text"),
     Key("data.path", "dataset_name", "text"),
@@ -42,6 +42,7 @@ MODEL_KEYS = [
     Key("lora.use_dora", "use_dora", "boolean"),
     Key("extras.dpo_beta", "beta", "number"),
     Key("extras.group_size", "num_generations", "integer"),
+    Key("extras.teacher", "teacher_model_name_or_path", "text"),
 ]
 PATHS = [k.path for k in MODEL_KEYS] + TRAINING_PATHS + [
     "method", "finetuning", "quantization", "lora.unembed", "data.loss_mask", "data.chat_template"]
@@ -50,7 +51,8 @@ PATHS = [k.path for k in MODEL_KEYS] + TRAINING_PATHS + [
 # Keys each TRL config class lacks (checked against SFTConfig / DPOConfig / GRPOConfig fields):
 # the loss-mask switches are SFT-only, and GRPO has no max_length.
 NOT_IN = {"dpo": {"assistant_only_loss", "completion_only_loss"},
-          "grpo": {"assistant_only_loss", "completion_only_loss", "max_length"}}
+          "grpo": {"assistant_only_loss", "completion_only_loss", "max_length"},
+          "distillation": {"assistant_only_loss", "completion_only_loss", "max_length", "chat_template_path"}}
 
 
 def mapping(setup: TrainingSetup) -> dict[str, Any]:
@@ -134,7 +136,9 @@ def setup_from_mapping(fields: Fields) -> dict[str, Any]:
     targets = fields.names("lora_target_modules")
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
-    if "num_generations" in fields.data:
+    if "teacher_model_name_or_path" in fields.data:  # `trl distillation` (DistillationConfig)
+        nested["method"] = Method.DISTILL
+    elif "num_generations" in fields.data:
         nested["method"] = Method.RL
     elif "beta" in fields.data:
         nested["method"] = Method.DPO
@@ -160,14 +164,14 @@ def read(text: str, where: str) -> TrainingSetup:
 
 def project(setup: TrainingSetup) -> TrainingSetup:
     projected = project_paths(setup, PATHS)
-    if projected.method is Method.DISTILL:  # distillation runs as `trl sft`
-        projected = projected.model_copy(update={"method": Method.SFT})
     dropped = NOT_IN.get(SUBCOMMAND.get(projected.method or Method.SFT, "sft"), set())
     data_updates = {}
     if "assistant_only_loss" in dropped:
         data_updates["loss_mask"] = None
     if "max_length" in dropped:
         data_updates["max_length"] = None
+    if "chat_template_path" in dropped:
+        data_updates["chat_template"] = None
     if data_updates:
         projected = projected.model_copy(update={"data": projected.data.model_copy(update=data_updates)})
     if projected.data.loss_mask is LossMask.LAST_ASSISTANT:

@@ -42,7 +42,16 @@ def _call(name: str, kwargs: dict[str, Any], target: str | None = None) -> str:
     return f"{prefix}{name}(\n{args})\n"
 
 
+def _as_sft(setup: TrainingSetup) -> TrainingSetup:
+    """Unsloth has no teacher: a distillation plan is written (and read back) as its SFT half."""
+    if setup.method is not Method.DISTILL:
+        return setup
+    return setup.model_copy(update={"method": Method.SFT,
+                                    "extras": setup.extras.model_copy(update={"teacher": None})})
+
+
 def write(setup: TrainingSetup) -> str:
+    setup = _as_sft(setup)
     trl = trl_mapping(setup)
     load: dict[str, Any] = {"model_name": setup.model or "MODEL", "max_seq_length": setup.data.max_length or 2048,
                             "load_in_4bit": setup.quantization == "4bit", "load_in_8bit": setup.quantization == "8bit"}
@@ -162,6 +171,7 @@ def _data_path(call: ast.Call) -> str | None:
 def project(setup: TrainingSetup) -> TrainingSetup:
     from loraplan.formats.trl import project as trl_project
 
+    setup = _as_sft(setup)
     projected = trl_project(setup)  # the trainer half is TRL's; the model half carries two more fields
     projected = projected.model_copy(update={
         "lora": projected.lora.model_copy(update={"init_lora_weights": setup.lora.init_lora_weights}),
