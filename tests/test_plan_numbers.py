@@ -132,3 +132,53 @@ def test_json_keeps_full_precision() -> None:
     payload = run_json("plan", LLAMA, "--tokens", str(TOKENS), "--examples", str(EXAMPLES))
     lr = payload["setup"]["optim"]["learning_rate"]
     assert lr != float(fmt_number(lr))  # not rounded to 3 figures
+
+
+def test_memory_verdict_per_device_with_sharding() -> None:
+    """Oracle: the per-device arithmetic by hand from the plan's own memory estimate, and H200's 141 GB."""
+    arch = load_architecture("deepseek-ai/DeepSeek-V3.1")
+    plan = make_plan(arch, PlanRequest(data=DataFacts(examples=EXAMPLES, trained_tokens=TOKENS), gpu="h200",
+                                       num_devices=8, calibration=resolve_calibration(None)))
+    mem, fit = plan.memory, plan.memory_verdict
+    state = mem.adapter_gib + mem.adapter_grads_gib + mem.optimizer_gib
+    bf16 = (mem.weights_gib["bf16"] + state) / 8 + mem.activations_checkpointed_gib + mem.logits_gib
+    assert fit.per_device_gib["bf16"] == pytest.approx(bf16)
+    assert fit.capacity_gib == pytest.approx(141e9 / 2**30)
+    assert fit.fits["bf16"] is False and bf16 > fit.capacity_gib
+    assert any(w.startswith("memory: bf16 needs") and "H200" in w for w in plan.warnings)
+    need = fit.min_devices["bf16"]
+    assert (mem.weights_gib["bf16"] + state) / need + mem.activations_checkpointed_gib + mem.logits_gib \
+        <= fit.capacity_gib < (mem.weights_gib["bf16"] + state) / (need - 1) + mem.activations_checkpointed_gib \
+        + mem.logits_gib
+    assert "2048" in fit.line() and "micro batch 4" in fit.line()
+    small = make_plan(load_architecture(LLAMA), PlanRequest(data=DataFacts(examples=EXAMPLES, trained_tokens=TOKENS)))
+    assert small.memory_verdict.fits["bf16"] and not any(w.startswith("memory") for w in small.warnings)
+
+
+def test_gpu_hours_from_tokens_alone() -> None:
+    arch = load_architecture(LLAMA)
+    plan = make_plan(arch, PlanRequest(data=DataFacts(examples=EXAMPLES, trained_tokens=TOKENS)))
+    epochs = plan.setup.optim.epochs
+    by_hand = TOKENS * epochs * 4 * arch.active_params / (989e12 * 0.40) / 3600
+    assert plan.compute.gpu_hours == pytest.approx(by_hand)
+    assert any("lower bound" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize(("vocab", "warned"), [(8_141, True), (128_256, False), (128_000, False)])
+def test_tokenizer_that_is_not_the_models_is_named(vocab: int, warned: bool) -> None:
+    facts = DataFacts(examples=EXAMPLES, trained_tokens=TOKENS, tokenizer="tok", tokenizer_vocab=vocab)
+    plan = make_plan(load_architecture(LLAMA), PlanRequest(data=facts))
+    assert any("not the model's tokenizer" in w for w in plan.warnings) == warned
+
+
+def test_readme_example_tokenizer_is_flagged() -> None:
+    """Oracle: the tokenizers library's own vocabulary size for the example tokenizer."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    vocab = Tokenizer.from_file(str(examples / "tokenizer" / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    payload = run_json("plan", LLAMA, "--data", str(examples / "chat.jsonl"), "--tokenizer",
+                       str(examples / "tokenizer"))
+    assert any(f"{vocab:,} tokens" in w and "128,256" in w for w in payload["warnings"])

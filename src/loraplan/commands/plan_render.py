@@ -42,8 +42,19 @@ def count_data(paths: list[str], tokenizer: str | None, model: str, max_length: 
     return DataFacts(
         path=",".join(paths), examples=count.examples, trained_tokens=count.trained_tokens,
         total_tokens=count.total_tokens, format=count.format or None, loss_mask=loss_mask,
-        estimated=bool(count.estimated), chat_template=template,
+        estimated=bool(count.estimated), chat_template=template, tokenizer=tokenizer,
+        tokenizer_vocab=_vocab_size(tokenizer) if tokenizer else None,
     )
+
+
+def _vocab_size(tokenizer: str) -> int | None:
+    """The named tokenizer's vocabulary (added tokens included), or None when it cannot be read here."""
+    from loraplan.data.tokenizer import load_tokenizer
+
+    try:
+        return int(load_tokenizer(tokenizer).backend.get_vocab_size(with_added_tokens=True))
+    except Exception:  # the count already succeeded or fell back; a missing size only skips the warning
+        return None
 
 
 def export_text(setup: TrainingSetup, fmt: str, arch: Architecture | None = None) -> str:
@@ -160,7 +171,8 @@ def as_json(plan: Plan, fmt: str | None, output: Path | None) -> dict[str, Any]:
             "status": capacity.status.value, "message": capacity.message, "min_rank": capacity.min_rank,
             "suggested_rank": capacity.suggested_rank, "headroom": capacity.headroom, "rule": capacity.rule.value},
         "estimates": {"label": "estimates, not measurements", "memory_gib": asdict(plan.memory),
-                      "compute": asdict(plan.compute)},
+                      "compute": asdict(plan.compute),
+                      "memory_per_device": asdict(plan.memory_verdict) if plan.memory_verdict else None},
         "export": None if fmt is None else {"format": fmt, "path": str(output) if output else None},
         "lr_rule": plan.lr_rule,
         "references": dict(references_in(e.source for e in plan.explanations)),
@@ -214,6 +226,8 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
                       f"{data.trained_tokens:,} trained tokens{mask}", highlight=False)
     console.print(capacity_bar(plan), highlight=False)
     _render_estimates(console, plan)
+    if plan.memory_verdict is not None:
+        console.print(f"[dim]estimates[/] {plan.memory_verdict.line()}", highlight=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for note in plan.notes:
