@@ -182,3 +182,27 @@ def test_readme_example_tokenizer_is_flagged() -> None:
     payload = run_json("plan", LLAMA, "--data", str(examples / "chat.jsonl"), "--tokenizer",
                        str(examples / "tokenizer"))
     assert any(f"{vocab:,} tokens" in w and "128,256" in w for w in payload["warnings"])
+
+
+def test_sources_are_public_references_and_generated_files_name_no_issue() -> None:
+    """Every source text names a published reference (with its URL listed), never an internal document number."""
+    import re
+
+    from loraplan.rules.sources import REFERENCES
+
+    internal = re.compile(r"\bseed \d{3}\b|\bissue \d+\b", re.IGNORECASE)
+    payload = run_json("plan", LLAMA, "--tokens", str(TOKENS), "--examples", str(EXAMPLES), "--rslora")
+    texts = [e["source"] for e in payload["explanations"]] + [e["reason"] for e in payload["explanations"]]
+    texts += payload["notes"] + payload["warnings"]
+    assert not [t for t in texts if internal.search(t)]
+    assert set(payload["references"].values()) <= set(REFERENCES.values()) and payload["references"]
+    assert all(url.startswith("https://") for url in payload["references"].values())
+    arch = load_architecture(LLAMA)
+    facts = DataFacts(path="data/train.jsonl", examples=EXAMPLES, trained_tokens=TOKENS, loss_mask=LossMask.ASSISTANT)
+    plan = make_plan(arch, PlanRequest(data=facts, schedule=Schedule.COSINE))
+    for name in FORMATS:
+        assert not internal.search(export_text(plan.setup, name, arch)), name
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parent.parent / "src" / "loraplan" / "rules" / "default_calibration.toml"
+    assert not internal.search(shipped.read_text())
