@@ -110,6 +110,32 @@ def test_llamafactory_parses_every_export(tmp_path: Path) -> None:
     assert all(v.startswith("ok") for v in results.values()), results
 
 
+def test_llamafactory_finds_the_data_set_the_header_describes(tmp_path: Path) -> None:
+    """The dataset_info.json entry the export's header gives, read by LLaMA-Factory's own get_dataset_list."""
+    files = _exports("llamafactory", tmp_path)
+    text = next(iter(files.values())).read_text()
+    entry = json.loads(next(line[2:] for line in text.splitlines() if line.startswith("# {")))
+    name = next(iter(entry))
+    entry[name]["file_name"] = str(Path(__file__).resolve().parent.parent.parent / entry[name]["file_name"])
+    (tmp_path / "dataset_info.json").write_text(json.dumps(entry))
+    results = _run("llamafactory", """
+        import json, sys, types
+        import llamafactory
+        # llamafactory.data's __init__ imports its multimodal plugins (torchaudio, a GPU-era wheel); the parser
+        # needs none of them, so the package is entered without running that __init__.
+        package = types.ModuleType("llamafactory.data")
+        package.__path__ = [llamafactory.__path__[0] + "/data"]
+        sys.modules["llamafactory.data"] = package
+        from llamafactory.data.parser import get_dataset_list
+        args = json.loads(sys.argv[1])
+        (attr,) = get_dataset_list([args["name"]], args["dir"])
+        print(json.dumps({"load_from": attr.load_from, "formatting": attr.formatting, "messages": attr.messages,
+                          "assistant": attr.assistant_tag}))
+    """, {"name": name, "dir": tmp_path})
+    assert results == {"load_from": "file", "formatting": "sharegpt", "messages": "messages",
+                       "assistant": "assistant"}
+
+
 def _recipe_keys(root: Path) -> tuple[set[str], set[str]]:
     """(keys the recipe reads as cfg.KEY, keys it reads with cfg.get("KEY", default))."""
     source = (root / "recipes" / "lora_finetune_single_device.py").read_text()
