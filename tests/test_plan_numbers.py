@@ -21,7 +21,7 @@ from loraplan.formats import FORMATS
 from loraplan.plan import DataFacts, PlanRequest, make_plan
 from loraplan.rules.batch import split_batch
 from loraplan.rules.calibration import resolve_calibration
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 from loraplan.setup import LossMask, Schedule
 
 _register()

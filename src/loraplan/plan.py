@@ -16,9 +16,9 @@ from loraplan.estimates import ComputeEstimate, MemoryEstimate, MemoryVerdict, c
 from loraplan.rules import batch as batch_rules
 from loraplan.rules.calibration import Calibration, ModelTraits
 from loraplan.rules.capacity import CapacityResult, CapacityRule, next_power_of_two, validate_capacity
+from loraplan.rules.display import fmt_number
 from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, rslora_lr_factor, transfer_lr
 from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS, MAX_RANK, RSLORA_MIN_RANK
-from loraplan.rules.numbers import fmt_number
 from loraplan.rules.sources import SEED_DOCTRINE, SEED_RANK_ALPHA, SEED_RULES
 from loraplan.setup import DataSpec, LoraSpec, LossMask, Method, MethodExtras, Optimization, Schedule, TrainingSetup
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from loraplan.arch.model import Architecture
 from loraplan.plan import DataFacts, Plan
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 from loraplan.rules.sources import references_in
 from loraplan.setup import LossMask, Method, TrainingSetup
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loraplan.errors import CalibrationError
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 from loraplan.rules.sources import TINKER_HPARAMS
 
 ENV_VAR = "LORAPLAN_CALIBRATION"
