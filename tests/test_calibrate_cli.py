@@ -118,7 +118,7 @@ def test_lr_transfer() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["calibrate", "missing.md"], "cannot read"),
+    (["calibrate", "missing.md"], "cannot open the sweep table"),
     (["lr", "meta-llama/Llama-3.1-8B", "--rule", "best"], "--rule must be calibrated or tinker"),
     (["params", "Qwen/Qwen3.5-9B"], "facts-only catalogue entry"),
 ])

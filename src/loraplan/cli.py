@@ -105,9 +105,13 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except LoraplanError as exc:
+        from rich.text import Text
+
         from loraplan.output import err_console
 
-        err_console.print(f"[bold red]error:[/] {exc}{_model_hint(exc)}", highlight=False, soft_wrap=True)
+        # the message carries user text (paths, model ids): printed as text, never parsed as Rich markup
+        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}{_model_hint(exc)}"), highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

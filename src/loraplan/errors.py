@@ -6,6 +6,8 @@
     ├── UnsupportedModelError     a config we cannot turn into an Architecture without help
     ├── UncalibratedFamilyError   no LR rule for the family: names the remedies
     ├── CalibrationError          a calibration file that cannot be used
+    ├── InputFileError            a user file that cannot be opened or read safely (FIFO, too large, not UTF-8)
+    ├── OutputFileError           a destination that must not be written (symlink, device, an input) or cannot be
     └── MissingExtraError (ImportError is not subclassed: the CLI treats it as user-fixable)
 
 The CLI catches the root once and prints one line; messages say what to do next.
@@ -36,6 +38,14 @@ class UncalibratedFamilyError(LoraplanError):
 
 class CalibrationError(LoraplanError):
     """A calibration file that is malformed or inconsistent."""
+
+
+class InputFileError(LoraplanError):
+    """A user file that is missing, not a regular file, over its size limit or not text."""
+
+
+class OutputFileError(LoraplanError):
+    """A destination that is a symlink, device, FIFO, folder or one of the command's inputs, or not writable."""
 
 
 class MissingExtraError(LoraplanError):

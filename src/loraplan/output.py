@@ -46,5 +46,5 @@ def table(title: str, columns: list[str], rows: list[list[Any]], drop_first: tup
         out.add_column(columns[i], justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="ignore"
                        if i == 0 else "fold", min_width=max(len(r[0]) for r in cells) if i == 0 and cells else None)
     for row in cells:
-        out.add_row(*[row[i] for i in keep])
+        out.add_row(*[Text(row[i]) for i in keep])  # text, not markup
     return Group(Text(title, style="italic"), out)

@@ -19,6 +19,7 @@ from loraplan.rules.capacity import CapacityResult, CapacityRule, next_power_of_
 from loraplan.rules.display import fmt_number
 from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, rslora_lr_factor, transfer_lr
 from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS, MAX_RANK, RSLORA_MIN_RANK
+from loraplan.rules.numbers import positive_finite
 from loraplan.rules.sources import SEED_DOCTRINE, SEED_RANK_ALPHA, SEED_RULES
 from loraplan.setup import DataSpec, LoraSpec, LossMask, Method, MethodExtras, Optimization, Schedule, TrainingSetup
 
@@ -216,8 +217,23 @@ def _lora_spec(arch: Architecture, req: PlanRequest, rank: int, result: AdapterB
                     target_parameters=params or None, unembed=req.unembed, init_lora_weights=True, use_dora=False)
 
 
+MAX_EPOCHS = 10_000.0  # far past any fine-tuning run; keeps steps = examples x epochs / batch a finite integer
+
+
+def _check_numbers(req: PlanRequest) -> None:
+    """Overrides are positive and finite before any rule uses them (`--epochs inf`, `--lr inf`, 0 examples)."""
+    for value, name in ((req.lr, "--lr"), (req.alpha, "--alpha"), (req.transfer_lr, "--transfer-lr")):
+        if value is not None:
+            positive_finite(value, name)
+    if req.epochs is not None:
+        positive_finite(req.epochs, "--epochs", MAX_EPOCHS)
+    if req.data.examples is not None and req.data.examples < 1:
+        raise LoraplanError(f"{req.data.path or '--examples'}: no examples to train on (need at least one)")
+
+
 def make_plan(arch: Architecture, req: PlanRequest) -> Plan:
     """The whole setup for `arch` and the request, every number with its reason."""
+    _check_numbers(req)
     rec = _Recorder()
     result = budget(arch, req.convention, req.targets, req.unembed)
     rank, capacity = _choose_rank(req, result.per_rank_total, rec)

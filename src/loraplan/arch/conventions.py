@@ -199,6 +199,12 @@ def budget(
         comps = comps | {Component.UNEMBED}
     if not comps and not names:
         raise LoraplanError("no LoRA target chosen: pick at least one of attn, mlp, experts or unembed")
+    unknown = unmatched_targets(arch, [n for n in names if n != ALL_LINEAR])
+    if conv is Convention.PEFT:  # PEFT also moves v4 MoE names (gate_proj, w1) onto the stacked experts
+        unknown = [n for n in unknown if not resolve(arch, PeftSpec((n,), ()))]
+    if unknown:
+        raise LoraplanError(f"targets {', '.join(unknown)}: no weight of {arch.model_id} has that name; use "
+                            f"{', '.join(TARGET_GROUPS)} or module names ({', '.join(arch.module_leaves)})")
     if conv is Convention.PEFT:
         costed = _peft_budget(arch, comps, names)
     else:

@@ -7,20 +7,25 @@ downloaded: hub shapes come from safetensors headers through `get_safetensors_me
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from loraplan.arch.bounds import check_config_bounds
 from loraplan.arch.builders import build_from_config
 from loraplan.arch.from_weights import architecture_from_weights, total_from_shapes, weights_from_shapes
 from loraplan.arch.model import Architecture
 from loraplan.arch.safetensors_header import read_folder, shapes_from_header
 from loraplan.errors import ConfigError, LoraplanError, ModelNotFoundError, UnsupportedModelError
+from loraplan.userfiles import read_user_text
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"
+MAX_MODEL_CONFIG_BYTES = 16 * 1024 * 1024  # real config.json files are kilobytes (id2label tables: hundreds)
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,15 @@ def catalog() -> dict[str, CatalogEntry]:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """A config.json as a dict, with one clear message for every way it can be wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text") from exc
+    text = read_user_text(path, what="model config", max_bytes=MAX_MODEL_CONFIG_BYTES)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: JSON nested too deeply to be a model config") from exc
+    except ValueError as exc:  # Python's 4300-digit limit on integers
+        raise ConfigError(f"{path}: invalid JSON (a number over {sys.get_int_max_str_digits():,} digits)") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config.json must be a JSON object")
     return data
@@ -63,7 +67,11 @@ def architecture_from_config(
     shapes: dict[str, tuple[int, ...]] | None = None,
     trust_remote_code: bool = False,
 ) -> Architecture:
-    """Built-in layout first; then tensor shapes; then transformers on the meta device."""
+    """Built-in layout first; then tensor shapes; then transformers on the meta device.
+
+    The config's sizes are bounded first (loraplan.arch.bounds): no layout is built from nonsense.
+    """
+    check_config_bounds(config, f"{model_id} config")
     try:
         arch = build_from_config(config, model_id, source)
     except UnsupportedModelError:
@@ -100,6 +108,11 @@ def load_architecture(
 ) -> Architecture:
     """Resolve any model reference to its Architecture."""
     path = Path(reference).expanduser()
+    try:
+        path.stat()
+    except OSError as exc:  # ENAMETOOLONG, EACCES: a path that cannot be a model reference; ENOENT: not local
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise ModelNotFoundError(f"{reference[:120]}: cannot be read as a model path ({exc.strerror})") from exc
     if path.is_dir():
         config_path = path / "config.json"
         if not config_path.is_file():

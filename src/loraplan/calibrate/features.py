@@ -131,8 +131,11 @@ def model_facts(reference: str, trust_remote_code: bool = False) -> ModelFacts:
     """Catalogued config first, then a facts-only entry, then any reference load_architecture takes."""
     from loraplan.arch.sources import catalog
 
-    path = Path(reference).expanduser()
-    if not path.exists() and reference.lower() not in catalog():
+    try:
+        exists = Path(reference).expanduser().exists()
+    except OSError:  # a name too long to be a path: load_architecture says so
+        exists = True
+    if not exists and reference.lower() not in catalog():
         entry = facts_entry(reference)
         if entry is not None:
             return _from_entry(entry)

@@ -3,10 +3,12 @@ rule's leave-one-group-out LR marked. Needs matplotlib (the `plot` extra), impor
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from loraplan.atomicwrite import write_atomic
 from loraplan.calibrate.evaluate import Evaluation
 from loraplan.calibrate.regret import Curve
 from loraplan.errors import require
@@ -14,8 +16,9 @@ from loraplan.errors import require
 COLUMNS = 5
 
 
-def plot_curves(curves: Mapping[str, Curve], evaluation: Evaluation, path: Path) -> None:
-    """Write a PNG grid; the image is written to a temp file and renamed, never left half-written."""
+def plot_curves(curves: Mapping[str, Curve], evaluation: Evaluation, path: Path,
+                inputs: Sequence[str | Path] = ()) -> None:
+    """Write a PNG grid through the one atomic write (never over a symlink, device or one of `inputs`)."""
     require("matplotlib", "plot", "--plot")
     import matplotlib
 
@@ -43,11 +46,9 @@ def plot_curves(curves: Mapping[str, Curve], evaluation: Evaluation, path: Path)
     fig.suptitle(f"test NLL (min over ranks) vs LR; fitted rule `{evaluation.shape.name}`, leave-one-group-out",
                  fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    image = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        fig.savefig(image, format="png", dpi=110)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    write_atomic(Path(path), image.getvalue(), inputs)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loraplan.errors import LoraplanError
+from loraplan.errors import InputFileError, LoraplanError
+from loraplan.userfiles import read_user_text
 
 MAX_SWEEP_BYTES = 50 * 1024 * 1024  # sweep tables are kilobytes; refuse anything huge
 REQUIRED_COLUMNS = ("model", "lr", "rank", "metric")
@@ -66,7 +67,7 @@ class Sweep:
 def _positive(value: Any, name: str, where: str) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise SweepError(f"{where}: `{name}` must be a number, got {value!r}") from exc
     if not math.isfinite(number) or number <= 0:
         raise SweepError(f"{where}: `{name}` must be a positive finite number, got {value!r}")
@@ -129,6 +130,13 @@ def read_csv(text: str, name: str) -> list[SweepPoint]:
     """CSV with a header row naming model, lr, rank, metric."""
     reader = csv.reader(io.StringIO(text))
     try:
+        return _csv_rows(reader, name)
+    except csv.Error as exc:  # a field over csv's size limit, an unclosed quote at the end
+        raise SweepError(f"{name}:{reader.line_num}: unreadable CSV ({exc})") from exc
+
+
+def _csv_rows(reader: Any, name: str) -> list[SweepPoint]:
+    try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration as exc:
         raise SweepError(f"{name}: empty CSV") from exc
@@ -158,6 +166,9 @@ def read_jsonl(text: str, name: str) -> list[SweepPoint]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise SweepError(f"{where}: invalid JSON ({exc.msg})") from exc
+        except (RecursionError, ValueError) as exc:  # nesting past the recursion limit; a 4300-digit number
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+            raise SweepError(f"{where}: invalid JSON ({why})") from exc
         if not isinstance(record, dict):
             raise SweepError(f"{where}: each line must be a JSON object")
         missing = [c for c in REQUIRED_COLUMNS if c not in record]
@@ -177,15 +188,9 @@ def read_sweep_file(path: str | Path) -> list[SweepPoint]:
     if reader is None:
         raise SweepError(f"{file}: unknown sweep layout; use .md (tinker-cookbook sft_sweep), .csv or .jsonl")
     try:
-        if file.is_dir():
-            raise SweepError(f"{file}: is a folder; give the sweep file itself")
-        if file.stat().st_size > MAX_SWEEP_BYTES:
-            raise SweepError(f"{file}: larger than {MAX_SWEEP_BYTES // 2**20} MiB; not a sweep table")
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SweepError(f"{file}: cannot read ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise SweepError(f"{file}: not UTF-8 text") from exc
+        text = read_user_text(file, what="sweep table", max_bytes=MAX_SWEEP_BYTES)
+    except InputFileError as exc:
+        raise SweepError(str(exc)) from exc
     points = reader(text, str(file))
     if not points:
         raise SweepError(f"{file}: no sweep rows")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from loraplan.cli import JsonOpt
 from loraplan.output import console, emit_json, table
@@ -34,23 +35,23 @@ def calibrate(
     $ loraplan calibrate data/tinker_cookbook_sft_sweep.md -o cal.toml
     $ loraplan calibrate data/tinker_cookbook_sft_sweep.md --evaluate
     """
+    from loraplan.atomicwrite import write_atomic
     from loraplan.calibrate.calfile import calibration_toml
     from loraplan.calibrate.evaluate import evaluate
     from loraplan.calibrate.features import model_facts
     from loraplan.calibrate.regret import curves
     from loraplan.calibrate.sweep import read_sweeps
-    from loraplan.formats.base import write_atomic
 
     sweep = read_sweeps(sweeps)
     by_model = curves(sweep.points)
     facts = {m: model_facts(m) for m in by_model}
     result = evaluate(by_model, facts, nested=evaluate_out)
     if output is not None:
-        write_atomic(output, calibration_toml(result, sweeps))
+        write_atomic(output, calibration_toml(result, sweeps), inputs=sweeps)
     if plot is not None:
         from loraplan.calibrate.plot import plot_curves
 
-        plot_curves(by_model, result, plot)
+        plot_curves(by_model, result, plot, inputs=[*sweeps, *([output] if output else [])])
     if json_out:
         emit_json(_payload(result, output, plot, evaluate_out))
         return
@@ -58,9 +59,9 @@ def calibrate(
         _render_table(result)
     _render_summary(result)
     if output is not None:
-        console.print(f"wrote {output}", highlight=False)
+        console.print(f"wrote {escape(str(output))}", highlight=False)
     if plot is not None:
-        console.print(f"wrote {plot}", highlight=False)
+        console.print(f"wrote {escape(str(plot))}", highlight=False)
 
 
 def _pct(value: float | None) -> str:

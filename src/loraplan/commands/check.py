@@ -72,7 +72,8 @@ def check(
         from dataclasses import replace
 
         report = replace(report, notes=report.notes + notes)
-    edits = _fix(detected, report, output) if fix else None
+    others = [*(data or ()), *filter(None, (model, tokenizer, calibration))]  # in-place --fix of CONFIG: a feature
+    edits = _fix(detected, report, output, others) if fix else None
     if sarif:
         from loraplan.doctor.sarif import to_sarif
 
@@ -92,20 +93,16 @@ def check(
         sys.exit(report.exit_code)
 
 
-def _fix(detected: Detected, report: Report, output: Path | None) -> list[str]:
+def _fix(detected: Detected, report: Report, output: Path | None, inputs: list[str]) -> list[str]:
     """Apply the errors' and warnings' fixes; write atomically to `output`, or print the file."""
+    from loraplan.atomicwrite import write_atomic
     from loraplan.doctor.fix import corrected_setup, fixed_text
     from loraplan.doctor.inputs import model_order
-    from loraplan.errors import LoraplanError
-    from loraplan.formats import write_atomic
 
     fixed = corrected_setup(detected.setup, report.findings)
     text, edits = fixed_text(detected.text, detected.format, detected.setup, fixed, model_order(report))
     if output is None:
         typer.echo(text, nl=False)
     else:
-        try:
-            write_atomic(output, text)
-        except OSError as exc:
-            raise LoraplanError(f"{output}: cannot write ({exc.strerror})") from exc
+        write_atomic(output, text, inputs)
     return [e.describe() for e in edits]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
 from loraplan.output import console, emit_json, table
@@ -97,9 +98,9 @@ def lr(
         if json_out:
             emit_json(payload)
             return
-        console.print(f"[bold]{facts.model_id}[/]: LR [bold green]{fmt_number(value)}[/]", highlight=False)
-        console.print(f"  {payload['rule']} (LR_B = LR_A * sqrt(params_A / params_B)); source: {TRANSFER_SOURCE}",
-                      highlight=False)
+        console.print(f"[bold]{escape(facts.model_id)}[/]: LR [bold green]{fmt_number(value)}[/]", highlight=False)
+        console.print(f"  {escape(str(payload['rule']))} (LR_B = LR_A * sqrt(params_A / params_B)); "
+                      f"source: {TRANSFER_SOURCE}", highlight=False)
         return
     cal = published_calibration() if rule == "tinker" else resolve_calibration(calibration)
     traits = ModelTraits.of(facts)
@@ -130,13 +131,13 @@ def lr(
     if json_out:
         emit_json(payload)
         return
-    console.print(f"[bold]{facts.model_id}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
+    console.print(f"[bold]{escape(facts.model_id)}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
                   f"LR [bold green]{fmt_number(value)}[/] at batch {batch_size}", highlight=False)
-    console.print(f"  {advice.explain()}", highlight=False)
+    console.print(f"  {escape(advice.explain())}", highlight=False)
     if scaled:
         console.print(f"  batch {batch_size}: {fmt_number(advice.lr)}{scaled} (LR scales with sqrt(batch) "
                       f"within 32-128; the rule was fitted at batch {REFERENCE_BATCH})", highlight=False)
-    console.print(f"  model facts: {facts.source}", highlight=False)
+    console.print(f"  model facts: {escape(facts.source)}", highlight=False)
 
 
 TargetsOpt = Annotated[
@@ -186,7 +187,7 @@ def params(
     console.print(table(f"{arch.model_id}: LoRA params ({conv.value} convention)", ["component", "per rank",
                                                                                     f"rank {rank}"], rows))
     console.print(f"{total:,} trainable = {100 * total / arch.total_params:.3f}% of {arch.total_params:,} "
-                  f"(architecture from {arch.source})", highlight=False)
+                  f"(architecture from {escape(arch.source)})", highlight=False)
 
 
 def capacity(
@@ -253,7 +254,7 @@ def capacity(
     if count is not None:
         how = f"ESTIMATE from {count.method}: {count.note}" if count.method == "bytes" else (
             f"ESTIMATE from {count.method}" if count.estimated else "counted")
-        console.print(f"{tokens:,} trained tokens in {count.examples:,} examples ({how}, mask {count.mask}, "
-                      f"tokenizer {count.tokenizer or 'none'})", highlight=False)
+        console.print(escape(f"{tokens:,} trained tokens in {count.examples:,} examples ({how}, mask {count.mask}, "
+                             f"tokenizer {count.tokenizer or 'none'})"), highlight=False)
     color = "green" if result.status.value == "OK" else "red"
-    console.print(f"[bold {color}]{result.status.value}[/] {result.message}", highlight=False)
+    console.print(f"[bold {color}]{result.status.value}[/] {escape(result.message)}", highlight=False)

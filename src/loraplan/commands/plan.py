@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
 from loraplan.output import console, emit_json
@@ -110,7 +111,7 @@ def plan(
     if output is not None:
         if export is None:
             raise LoraplanError("-o needs --format (which trainer's config to write)")
-        plan_render.write_export(output, export)
+        plan_render.write_export(output, export, [model, *(data or ()), *filter(None, (tokenizer, calibration))])
     if json_out:
         emit_json(plan_render.as_json(result, fmt, output))
         return
@@ -119,7 +120,7 @@ def plan(
         return
     plan_render.render(console, arch, result, explain)
     if output is not None:
-        console.print(f"[green]wrote[/] {output} ({fmt})")
+        console.print(f"[green]wrote[/] {escape(str(output))} ({fmt})")
 
 
 def _choice(enum: type, value: str, option: str):  # returns a member of `enum`

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from loraplan.arch.model import Architecture
@@ -144,14 +145,11 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     return setup.model_copy(update={"lora": lora})
 
 
-def write_export(path: Path, text: str) -> None:
-    from loraplan.errors import LoraplanError
-    from loraplan.formats import write_atomic
+def write_export(path: Path, text: str, inputs: list[str] | tuple[str, ...] = ()) -> None:
+    """Atomically, never over a symlink, device or one of the command's `inputs`."""
+    from loraplan.atomicwrite import write_atomic
 
-    try:
-        write_atomic(path, text)
-    except OSError as exc:
-        raise LoraplanError(f"{path}: cannot write ({exc.strerror})") from exc
+    write_atomic(path, text, inputs)
 
 
 def as_json(plan: Plan, fmt: str | None, output: Path | None) -> dict[str, Any]:
@@ -193,7 +191,7 @@ def capacity_bar(plan: Plan) -> str:
 def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> None:
     setup = plan.setup
     optim, lora = setup.optim, setup.lora
-    table = Table(title=f"LoRA plan: {arch.model_id} ({setup.method.value if setup.method else '?'})",
+    table = Table(title=f"LoRA plan: {escape(arch.model_id)} ({setup.method.value if setup.method else '?'})",
                   title_justify="left", show_header=False)
     table.add_column("setting")
     table.add_column("value")
@@ -216,12 +214,12 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
     if setup.extras.group_size:
         rows.append(("RL group size", f"{setup.extras.group_size} x {setup.extras.groups_per_batch} groups/batch"))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     console.print(table)
     data = setup.data
     if data.trained_tokens is not None:
         mask = f", {data.loss_mask.value} loss mask" if data.loss_mask else ""
-        source = f" from {data.path}" if data.path else ""
+        source = f" from {escape(data.path)}" if data.path else ""
         console.print(f"data{source}: {data.examples if data.examples is not None else '?':,} examples, "
                       f"{data.trained_tokens:,} trained tokens{mask}", highlight=False)
     console.print(capacity_bar(plan), highlight=False)
@@ -229,9 +227,9 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
     if plan.memory_verdict is not None:
         console.print(f"[dim]estimates[/] {plan.memory_verdict.line()}", highlight=False)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for note in plan.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
     if explain:
         why = Table(title="Why each number", title_justify="left")
         for col in ("field", "value", "rule", "source"):
@@ -239,7 +237,7 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
         for e in plan.explanations:
             value = ", ".join(e.value) if isinstance(e.value, list) else (
                 fmt_number(e.value) if isinstance(e.value, float) else str(e.value))
-            why.add_row(e.field, value, e.reason, e.source)
+            why.add_row(e.field, escape(value), escape(e.reason), escape(e.source))
         console.print(why)
         for label, url in references_in(e.source for e in plan.explanations):
             console.print(f"  {label}: {url}", highlight=False, soft_wrap=True)

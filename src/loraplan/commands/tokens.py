@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from loraplan.cli import JsonOpt
 from loraplan.output import console, emit_json, err_console, table
@@ -146,7 +147,7 @@ def print_count(result: TokenCount, label: str) -> None:
     title = f"{label}: format {result.format}, mask {result.mask}, tokenizer {result.tokenizer or 'none'}"
     console.print(table(title, ["", "count"], rows))
     for message in result.skip_examples:
-        console.print(f"  skipped {message}", highlight=False)
+        console.print(f"  skipped {escape(message)}", highlight=False)
     if result.method == "bytes":
         console.print(f"[bold yellow]ESTIMATE[/] from UTF-8 bytes (~{result.estimate_error:.0%} expected error), "
                       f"not a count ({result.note}): pass a --tokenizer that loads for exact numbers", highlight=False)

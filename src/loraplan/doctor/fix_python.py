@@ -2,6 +2,11 @@
 
 Only the keyword arguments of the calls loraplan reads (`from_pretrained`, `get_peft_model`, the
 TRL config class) are touched; the script is never executed and its other lines stay as written.
+
+Positions are worked out on the UTF-8 bytes: `ast` gives column offsets in bytes, and lines end only
+where Python's tokenizer ends them (`\n`, `\r\n`, `\r`; not the form feed or `\u2028` that
+`str.splitlines` also splits on). The result is parsed again and refused if it does not parse, so a
+fix never writes a broken script.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ def _calls(tree: ast.AST) -> dict[str, ast.Call]:
     return found
 
 
-def _offsets(text: str) -> list[int]:
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    return starts
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _offsets(source: bytes) -> list[int]:
+    """Byte offset where each line starts, by Python's own line endings."""
+    return [0, *(match.end() for match in _LINE_END.finditer(source))]
 
 
 def fix_python(text: str, before: str, after: str) -> tuple[str, list[Edit]]:
@@ -41,8 +47,9 @@ def fix_python(text: str, before: str, after: str) -> tuple[str, list[Edit]]:
     except (SyntaxError, ValueError, RecursionError) as exc:
         raise FormatError(f"cannot fix a script that does not parse ({exc})") from exc
     old_calls, new_calls = _calls(ast.parse(before)), _calls(ast.parse(after))
-    starts = _offsets(text)
-    pieces: list[tuple[int, int, str]] = []  # (start, end, replacement) in the user's text
+    source = text.encode("utf-8")
+    starts = _offsets(source)
+    pieces: list[tuple[int, int, str]] = []  # (start, end, replacement) in the user's UTF-8 bytes
     edits: list[Edit] = []
     for name, new_call in new_calls.items():
         old = literal_kwargs(old_calls[name], MISSING) if name in old_calls else {}
@@ -56,12 +63,17 @@ def fix_python(text: str, before: str, after: str) -> tuple[str, list[Edit]]:
             edits.append(Edit(f"{name}({key}=...)", a, b))
             start, end, replacement = _piece(target, key, b, starts)
             if b is MISSING and end > start:  # a removed keyword takes its comma with it
-                comma = re.match(r"\s*,", text[end:])
+                comma = re.match(rb"\s*,", source[end:])
                 end += comma.end() if comma else 0
             pieces.append((start, end, replacement))
     for start, end, replacement in sorted(pieces, reverse=True):
-        text = text[:start] + replacement + text[end:]
-    return text, edits
+        source = source[:start] + replacement.encode("utf-8") + source[end:]
+    fixed = source.decode("utf-8")
+    try:
+        ast.parse(fixed)
+    except (SyntaxError, ValueError) as exc:
+        raise FormatError(f"the fixed script would not parse ({exc}); nothing written, please report this") from exc
+    return fixed, edits
 
 
 def _piece(call: ast.Call, key: str, value: Any, starts: list[int]) -> tuple[int, int, str]:

@@ -1,4 +1,4 @@
-"""Shared pieces of the trainer formats: the registry, YAML I/O, atomic writes, value coercion.
+"""Shared pieces of the trainer formats: the registry, YAML I/O, value coercion (atomic writes: loraplan.atomicwrite).
 
 Each format module exposes NAME, SUFFIX, `write(setup) -> str`, `read(text, where) -> TrainingSetup`
 and `project(setup) -> TrainingSetup` (the setup with the fields the format cannot carry set to
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from loraplan.atomicwrite import write_atomic  # noqa: F401  (re-exported: formats.write_atomic)
 from loraplan.errors import LoraplanError
 
 MAX_CONFIG_BYTES = 1024 * 1024  # trainer configs are kilobytes; the YAML parser reads ~150 kB/s, so cap at 1 MiB
@@ -131,44 +130,17 @@ def dump_yaml(data: dict[str, Any], header: str = "") -> str:
     return buffer.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename: never a half-written config."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_config_text(path: Path) -> str:
-    """A config file as text, never reading more than MAX_CONFIG_BYTES (a 1 GB file costs one stat).
+    """A config file as text through the one guarded open: regular files only, at most MAX_CONFIG_BYTES.
 
-    Reads at most one byte past the limit, so a FIFO or /dev/zero is refused in bounded memory too.
+    A FIFO, device or folder is refused before any read; a 1 GB file costs one fstat.
     """
-    path = Path(path)
+    from loraplan.userfiles import read_user_text
+
     try:
-        if path.is_dir():
-            raise FormatError(f"{path}: is a folder; give the config file itself")
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise FormatError(f"{path}: {size:,} bytes is too large for a trainer config (limit 1 MiB)")
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise FormatError(f"{path}: more than 1 MiB; too large for a trainer config")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path}: not UTF-8 text (byte {exc.start}); is this a trainer config?") from exc
+        return read_user_text(path, what="trainer config", max_bytes=MAX_CONFIG_BYTES)
+    except LoraplanError as exc:
+        raise FormatError(str(exc)) from exc
 
 
 class Fields:

@@ -28,15 +28,19 @@ tinker-cookbook publishes it.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from loraplan.errors import CalibrationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from loraplan.errors import CalibrationError, LoraplanError
 from loraplan.rules.display import fmt_number
 from loraplan.rules.sources import TINKER_HPARAMS
+from loraplan.userfiles import read_user_text
 
 ENV_VAR = "LORAPLAN_CALIBRATION"
 DEFAULT_FILE = Path(__file__).resolve().parent / "default_calibration.toml"
@@ -186,44 +190,58 @@ def published_calibration() -> Calibration:
     return Calibration(dict(PUBLISHED_RULES), TINKER_HPARAMS)
 
 
-def _number(table: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
-    value = table.get(key, default)
-    if value is None:
-        raise CalibrationError(f"{where}: missing `{key}`")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CalibrationError(f"{where}: `{key}` must be a number, got {value!r}")
-    return float(value)
+MAX_CALIBRATION_BYTES = 1024 * 1024  # a calibration file is a few kilobytes
+_Exponent = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-10.0, le=10.0)]
+_Factor = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0.0, le=1e6)]
+
+
+class _RuleTable(BaseModel):
+    """One `[families.NAME]` or `[default]` table, validated where it is read: an LR rule must give a
+    positive finite LR, so the base and multipliers are positive and finite, exponents finite and
+    within +-10 (the published ones are below 1), and an unknown key (a typo) is an error, not a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0.0, le=1.0)]
+    exponent: _Exponent
+    params_exponent: _Exponent = 0.0
+    active_params_exponent: _Exponent = 0.0
+    hybrid_active_params_exponent: _Exponent | None = None
+    hybrid_multiplier: _Factor = 1.0
+    moe_multiplier: _Factor = 1.0
+    lora_multiplier: _Factor = 10.0
+    provenance: StrictStr = ""
+    models: list[StrictStr] = []
+    fit: dict[str, Any] = {}
+
+
+def _reason(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "is not a calibration setting (a typo?)"
+    return str(error["msg"]).replace("Input should", "should")
 
 
 def _rule(family: str, table: Any, where: str) -> FamilyRule:
     if not isinstance(table, dict):
         raise CalibrationError(f"{where}: must be a table")
-    base = _number(table, "base", where)
-    if base <= 0:
-        raise CalibrationError(f"{where}: `base` must be positive")
-    fit = table.get("fit", {})
-    if not isinstance(fit, dict):
-        raise CalibrationError(f"{where}.fit: must be a table")
-    models = table.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise CalibrationError(f"{where}: `models` must be a list of model ids")
-    multipliers = {key: _number(table, key, where, 1.0) for key in ("hybrid_multiplier", "moe_multiplier")}
-    if any(value <= 0 for value in multipliers.values()):
-        raise CalibrationError(f"{where}: multipliers must be positive")
+    try:
+        fields = _RuleTable.model_validate(table)
+    except ValidationError as exc:
+        problems = "; ".join(f"`{'.'.join(str(p) for p in e['loc'])}` {_reason(e)}" for e in exc.errors())
+        raise CalibrationError(f"{where}: {problems}") from None
     return FamilyRule(
         family=family,
-        base=base,
-        exponent=_number(table, "exponent", where),
-        params_exponent=_number(table, "params_exponent", where, 0.0),
-        active_params_exponent=_number(table, "active_params_exponent", where, 0.0),
-        hybrid_active_params_exponent=(_number(table, "hybrid_active_params_exponent", where)
-                                       if "hybrid_active_params_exponent" in table else None),
-        hybrid_multiplier=multipliers["hybrid_multiplier"],
-        moe_multiplier=multipliers["moe_multiplier"],
-        lora_multiplier=_number(table, "lora_multiplier", where, 10.0),
-        provenance=str(table.get("provenance", "")),
-        models=tuple(models),
-        fit={k: float(v) for k, v in fit.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+        base=fields.base,
+        exponent=fields.exponent,
+        params_exponent=fields.params_exponent,
+        active_params_exponent=fields.active_params_exponent,
+        hybrid_active_params_exponent=fields.hybrid_active_params_exponent,
+        hybrid_multiplier=fields.hybrid_multiplier,
+        moe_multiplier=fields.moe_multiplier,
+        lora_multiplier=fields.lora_multiplier,
+        provenance=fields.provenance,
+        models=tuple(fields.models),
+        fit={k: float(v) for k, v in fields.fit.items() if isinstance(v, int | float) and not isinstance(v, bool)},
     )
 
 
@@ -231,11 +249,17 @@ def load_calibration(path: str | Path) -> Calibration:
     """Parse a calibration TOML; its families override the published ones."""
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CalibrationError(f"{file}: cannot read calibration file ({exc.strerror})") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = read_user_text(file, what="calibration file", max_bytes=MAX_CALIBRATION_BYTES)
+        data = tomllib.loads(text)
+    except LoraplanError as exc:
+        raise CalibrationError(str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
         raise CalibrationError(f"{file}: not valid TOML ({exc})") from exc
+    except RecursionError as exc:
+        raise CalibrationError(f"{file}: not valid TOML (nested too deeply)") from exc
+    except ValueError as exc:  # Python's limit on digits in an integer
+        limit = sys.get_int_max_str_digits()
+        raise CalibrationError(f"{file}: not valid TOML (a number over {limit:,} digits)") from exc
     families = data.get("families", {})
     if not isinstance(families, dict):
         raise CalibrationError(f"{file}: `families` must be a table")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from loraplan.errors import LoraplanError
+from loraplan.rules.numbers import positive_finite
 from loraplan.rules.sources import SEED_DOCTRINE, SEED_RULES
 
 BITS_PER_PARAM = 2.0
@@ -31,7 +32,7 @@ def required_params(tokens: int, rule: CapacityRule = CapacityRule.PARAMS, bits_
     if tokens < 0:
         raise LoraplanError(f"token count must be non-negative, got {tokens}")
     if rule is CapacityRule.BITS:
-        return tokens * bits_per_token / BITS_PER_PARAM
+        return tokens * positive_finite(bits_per_token, "bits per token (--bits-per-token)") / BITS_PER_PARAM
     return float(tokens)
 
 

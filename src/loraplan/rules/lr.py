@@ -138,6 +138,9 @@ def lora_multiplier(total_params: int) -> float:
 
 def transfer_lr(lr_a: float, params_a: int, params_b: int) -> float:
     """LR_B = LR_A * mult(B) / mult(A); the flat LoRA 10x cancels, so one formula serves both."""
+    from loraplan.rules.numbers import positive_finite
+
+    positive_finite(lr_a, "the transfer LR (--transfer-lr)")
     return lr_a * full_ft_multiplier(params_b) / full_ft_multiplier(params_a)
 
 
