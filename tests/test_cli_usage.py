@@ -27,6 +27,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("args", "expected"), [
     (["--bogus"], "No such option: --bogus"),
     (["nosuch"], "No such command 'nosuch'"),
+    (["plna"], "Did you mean 'plan'?"),
     (["plan"], "Missing argument 'model'"),
     (["plan", MODEL, "--rank", "abc"], "'--rank'"),
     (["plan", MODEL, "--rank", "0"], "greater than or equal to 1"),

@@ -28,7 +28,8 @@ def _plan(model: str = "meta-llama/Llama-3.1-8B", method: Method = Method.SFT, s
                       loss_mask=LossMask.ASSISTANT)
     arch = load_architecture(model)
     lr = 3e-4 if arch.family not in ("llama", "qwen") else None  # uncalibrated under the published rule
-    return make_plan(arch, PlanRequest(method=method, data=facts, schedule=schedule, lr=lr))
+    teacher = "meta-llama/Llama-3.1-70B" if method is Method.DISTILL else None
+    return make_plan(arch, PlanRequest(method=method, data=facts, schedule=schedule, lr=lr, teacher=teacher))
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
@@ -88,9 +89,10 @@ def test_trl_export_parses_with_trl(tmp_path: Path, method: Method, config_cls: 
     setup = _plan(method=method).setup
     path = tmp_path / "trl.yaml"
     path.write_text(FORMATS["trl"].write(setup))
-    parser = trl.TrlParser((trl.ScriptArguments, getattr(trl, config_cls), trl.ModelConfig))
+    # `trl sft|dpo|grpo`'s own dataclasses (trl/scripts/sft.py make_parser), the dataset mixture included.
+    parser = trl.TrlParser((trl.ScriptArguments, getattr(trl, config_cls), trl.ModelConfig, trl.DatasetMixtureConfig))
     # The file asks for bf16 (a GPU setting); on CI's CPU the parser needs --use_cpu to accept it.
-    _script, training, model = parser.parse_args_and_config(args=["--config", str(path), "--output_dir",
+    _script, training, model, _data = parser.parse_args_and_config(args=["--config", str(path), "--output_dir",
                                                                  str(tmp_path / "out"), "--use_cpu", "true"])
     assert training.learning_rate == pytest.approx(setup.optim.learning_rate)
     assert training.per_device_train_batch_size == setup.optim.micro_batch_size

@@ -20,7 +20,8 @@ from loraplan.doctor import check_config
 from loraplan.formats import FORMATS
 from loraplan.plan import DataFacts, PlanRequest, make_plan
 from loraplan.rules.batch import split_batch
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.calibration import resolve_calibration
+from loraplan.rules.display import fmt_number
 from loraplan.setup import LossMask, Schedule
 
 _register()
@@ -122,7 +123,8 @@ def test_rslora_lr_follows_the_scale_and_check_agrees(name: str, tmp_path) -> No
 
     path = tmp_path / f"config{FORMATS[name].SUFFIX}"
     path.write_text(export_text(rs.setup, name, arch))
-    report = check_config(read_config(path), LLAMA, tokens=TOKENS, examples=EXAMPLES)
+    report = check_config(read_config(path), LLAMA, tokens=TOKENS, examples=EXAMPLES,
+                          calibration=resolve_calibration(None))
     assert not [(f.id, f.title) for f in report.findings if f.severity.value != "info"]
 
 
@@ -130,3 +132,77 @@ def test_json_keeps_full_precision() -> None:
     payload = run_json("plan", LLAMA, "--tokens", str(TOKENS), "--examples", str(EXAMPLES))
     lr = payload["setup"]["optim"]["learning_rate"]
     assert lr != float(fmt_number(lr))  # not rounded to 3 figures
+
+
+def test_memory_verdict_per_device_with_sharding() -> None:
+    """Oracle: the per-device arithmetic by hand from the plan's own memory estimate, and H200's 141 GB."""
+    arch = load_architecture("deepseek-ai/DeepSeek-V3.1")
+    plan = make_plan(arch, PlanRequest(data=DataFacts(examples=EXAMPLES, trained_tokens=TOKENS), gpu="h200",
+                                       num_devices=8, calibration=resolve_calibration(None)))
+    mem, fit = plan.memory, plan.memory_verdict
+    state = mem.adapter_gib + mem.adapter_grads_gib + mem.optimizer_gib
+    bf16 = (mem.weights_gib["bf16"] + state) / 8 + mem.activations_checkpointed_gib + mem.logits_gib
+    assert fit.per_device_gib["bf16"] == pytest.approx(bf16)
+    assert fit.capacity_gib == pytest.approx(141e9 / 2**30)
+    assert fit.fits["bf16"] is False and bf16 > fit.capacity_gib
+    assert any(w.startswith("memory: bf16 needs") and "H200" in w for w in plan.warnings)
+    need = fit.min_devices["bf16"]
+    assert (mem.weights_gib["bf16"] + state) / need + mem.activations_checkpointed_gib + mem.logits_gib \
+        <= fit.capacity_gib < (mem.weights_gib["bf16"] + state) / (need - 1) + mem.activations_checkpointed_gib \
+        + mem.logits_gib
+    assert "2048" in fit.line() and "micro batch 4" in fit.line()
+    small = make_plan(load_architecture(LLAMA), PlanRequest(data=DataFacts(examples=EXAMPLES, trained_tokens=TOKENS)))
+    assert small.memory_verdict.fits["bf16"] and not any(w.startswith("memory") for w in small.warnings)
+
+
+def test_gpu_hours_from_tokens_alone() -> None:
+    arch = load_architecture(LLAMA)
+    plan = make_plan(arch, PlanRequest(data=DataFacts(examples=EXAMPLES, trained_tokens=TOKENS)))
+    epochs = plan.setup.optim.epochs
+    by_hand = TOKENS * epochs * 4 * arch.active_params / (989e12 * 0.40) / 3600
+    assert plan.compute.gpu_hours == pytest.approx(by_hand)
+    assert any("lower bound" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize(("vocab", "warned"), [(8_141, True), (128_256, False), (128_000, False)])
+def test_tokenizer_that_is_not_the_models_is_named(vocab: int, warned: bool) -> None:
+    facts = DataFacts(examples=EXAMPLES, trained_tokens=TOKENS, tokenizer="tok", tokenizer_vocab=vocab)
+    plan = make_plan(load_architecture(LLAMA), PlanRequest(data=facts))
+    assert any("not the model's tokenizer" in w for w in plan.warnings) == warned
+
+
+def test_readme_example_tokenizer_is_flagged() -> None:
+    """Oracle: the tokenizers library's own vocabulary size for the example tokenizer."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    vocab = Tokenizer.from_file(str(examples / "tokenizer" / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    payload = run_json("plan", LLAMA, "--data", str(examples / "chat.jsonl"), "--tokenizer",
+                       str(examples / "tokenizer"))
+    assert any(f"{vocab:,} tokens" in w and "128,256" in w for w in payload["warnings"])
+
+
+def test_sources_are_public_references_and_generated_files_name_no_issue() -> None:
+    """Every source text names a published reference (with its URL listed), never an internal document number."""
+    import re
+
+    from loraplan.rules.sources import REFERENCES
+
+    internal = re.compile(r"\bseed \d{3}\b|\bissue \d+\b", re.IGNORECASE)
+    payload = run_json("plan", LLAMA, "--tokens", str(TOKENS), "--examples", str(EXAMPLES), "--rslora")
+    texts = [e["source"] for e in payload["explanations"]] + [e["reason"] for e in payload["explanations"]]
+    texts += payload["notes"] + payload["warnings"]
+    assert not [t for t in texts if internal.search(t)]
+    assert set(payload["references"].values()) <= set(REFERENCES.values()) and payload["references"]
+    assert all(url.startswith("https://") for url in payload["references"].values())
+    arch = load_architecture(LLAMA)
+    facts = DataFacts(path="data/train.jsonl", examples=EXAMPLES, trained_tokens=TOKENS, loss_mask=LossMask.ASSISTANT)
+    plan = make_plan(arch, PlanRequest(data=facts, schedule=Schedule.COSINE))
+    for name in FORMATS:
+        assert not internal.search(export_text(plan.setup, name, arch)), name
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parent.parent / "src" / "loraplan" / "rules" / "default_calibration.toml"
+    assert not internal.search(shipped.read_text())

@@ -11,11 +11,15 @@ seed 001). GPU-hours assume 40% of the GPU's dense bf16 peak.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from loraplan.arch.model import Architecture
 
 BYTES_PER_PARAM = {"bf16": 2.0, "8bit": 1.0, "4bit": 0.5}
+# Memory per device in GB as sold (NVIDIA/AMD datasheets), read as GiB below.
+GPU_MEMORY_GB = {"h100": 80.0, "h200": 141.0, "b200": 192.0, "a100": 80.0, "l40s": 48.0, "a10g": 24.0,
+                 "rtx4090": 24.0, "mi300x": 192.0}
 GPU_BF16_TFLOPS = {"h100": 989.0, "h200": 989.0, "b200": 2250.0, "a100": 312.0, "l40s": 362.0,
                    "a10g": 125.0, "rtx4090": 165.0, "mi300x": 1307.0}
 MFU = 0.40
@@ -60,6 +64,54 @@ def memory(arch: Architecture, trainable: int, seq_len: int, micro_batch: int) -
         activations_checkpointed_gib=checkpointed / GIB,
         logits_gib=seq_len * micro_batch * arch.vocab_size * 4 / GIB,
     )
+
+
+@dataclass(frozen=True)
+class MemoryVerdict:
+    """Whether the run fits on `devices` x `gpu`, per device, for each weight precision.
+
+    Sharding assumed with more than one device: frozen weights, adapter, gradients and AdamW state split
+    evenly (FSDP / ZeRO-3); activations and logits are per device at its micro batch and sequence length.
+    per_device_gib: precision -> GiB needed on each device (activation checkpointing on).
+    min_devices: precision -> fewest devices of this GPU that fit it (None: not even one device's
+    activations fit, or the GPU is unknown).
+    """
+
+    gpu: str
+    devices: int
+    capacity_gib: float | None
+    per_device_gib: dict[str, float]
+    fits: dict[str, bool | None]
+    min_devices: dict[str, int | None]
+    seq_len: int
+    micro_batch: int
+
+    def line(self) -> str:
+        where = f"{self.devices} x {self.gpu.upper()}"
+        if self.capacity_gib is None:
+            return f"memory per device on {where}: unknown GPU, no verdict"
+        figures = ", ".join(f"{p} {g:.1f}" for p, g in self.per_device_gib.items())
+        fitting = [p for p, ok in self.fits.items() if ok]
+        verdict = f"fits in {fitting[0]}" if fitting else "does NOT fit at any precision"
+        sharded = " (weights and optimizer state sharded across devices)" if self.devices > 1 else ""
+        return (f"memory per device on {where} ({self.capacity_gib:.0f} GiB each){sharded}: {figures} GiB "
+                f"-> {verdict} (activations at sequence {self.seq_len} x micro batch {self.micro_batch}, "
+                f"checkpointed)")
+
+
+def verdict(mem: MemoryEstimate, gpu: str, devices: int, seq_len: int, micro_batch: int) -> MemoryVerdict:
+    """Per-device need against the GPU's memory, with the sharding MemoryVerdict names."""
+    capacity = GPU_MEMORY_GB[gpu] * 1e9 / GIB if gpu in GPU_MEMORY_GB else None
+    state = mem.adapter_gib + mem.adapter_grads_gib + mem.optimizer_gib
+    local = mem.activations_checkpointed_gib + mem.logits_gib
+    per_device = {p: (w + state) / devices + local for p, w in mem.weights_gib.items()}
+    fits: dict[str, bool | None] = {p: None if capacity is None else need <= capacity
+                                    for p, need in per_device.items()}
+    least: dict[str, int | None] = {}
+    for p, w in mem.weights_gib.items():
+        room = None if capacity is None else capacity - local
+        least[p] = None if room is None or room <= 0 else max(1, math.ceil((w + state) / room))
+    return MemoryVerdict(gpu, devices, capacity, per_device, fits, least, seq_len, micro_batch)
 
 
 def compute(arch: Architecture, tokens_processed: int | None, gpu: str) -> ComputeEstimate:

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from loraplan.arch.conventions import AdapterBudget, Component, Convention, budget, parse_targets, peft_spec
 from loraplan.arch.model import Architecture
 from loraplan.errors import LoraplanError
-from loraplan.estimates import ComputeEstimate, MemoryEstimate, compute, memory
+from loraplan.estimates import ComputeEstimate, MemoryEstimate, MemoryVerdict, compute, memory, verdict
 from loraplan.rules import batch as batch_rules
 from loraplan.rules.calibration import Calibration, ModelTraits
 from loraplan.rules.capacity import CapacityResult, CapacityRule, next_power_of_two, validate_capacity
+from loraplan.rules.display import fmt_number
 from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, rslora_lr_factor, transfer_lr
 from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS, MAX_RANK, RSLORA_MIN_RANK
-from loraplan.rules.numbers import fmt_number, positive_finite
+from loraplan.rules.numbers import positive_finite
 from loraplan.rules.sources import SEED_DOCTRINE, SEED_RANK_ALPHA, SEED_RULES
 from loraplan.setup import DataSpec, LoraSpec, LossMask, Method, MethodExtras, Optimization, Schedule, TrainingSetup
 
@@ -46,6 +47,9 @@ class DataFacts:
     format: str | None = None
     loss_mask: LossMask | None = None
     estimated: bool = False
+    chat_template: str | None = None  # the template the count used, when the trainer must use it too
+    tokenizer: str | None = None  # the tokenizer the count used, when the user named one
+    tokenizer_vocab: int | None = None  # its vocabulary, added tokens included
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Plan:
     peft_target_parameters: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     lr_rule: str = ""  # one line: which rule answered, extrapolated or not, and the factors applied
+    memory_verdict: MemoryVerdict | None = None
 
     def why(self, name: str) -> Explanation:
         return next(e for e in self.explanations if e.field == name)
@@ -272,20 +277,42 @@ def make_plan(arch: Architecture, req: PlanRequest) -> Plan:
                            num_devices=req.num_devices, epochs=choice.epochs, max_steps=steps,
                            optimizer="adamw", max_grad_norm=1.0),
         data=DataSpec(path=req.data.path, format=req.data.format, loss_mask=req.data.loss_mask,
-                      max_length=req.seq_len, examples=req.data.examples, trained_tokens=req.data.trained_tokens),
+                      max_length=req.seq_len, examples=req.data.examples, trained_tokens=req.data.trained_tokens,
+                      chat_template=req.data.chat_template),
         extras=extras,
     )
     trainable = result.params(rank)
-    tokens_processed = None
+    tokens_processed, notes_compute = None, None
     if req.data.total_tokens is not None:
         tokens_processed = int(req.data.total_tokens * choice.epochs)
+    elif req.data.trained_tokens is not None:  # --tokens alone: prompts are processed too, so a lower bound
+        tokens_processed = int(req.data.trained_tokens * choice.epochs)
+        notes_compute = "GPU-hours from trained tokens only (prompt tokens also cost compute: a lower bound)"
     rule_source = SEED_RULES if req.capacity_rule is CapacityRule.PARAMS else SEED_DOCTRINE
     notes = [f"capacity rule: {req.capacity_rule.value} ({rule_source})"]
+    if notes_compute:
+        notes.append(notes_compute)
+    vocab = req.data.tokenizer_vocab
+    if vocab is not None and abs(vocab - arch.vocab_size) > 0.01 * arch.vocab_size:
+        rec.warnings.append(
+            f"tokenizer {req.data.tokenizer} has {vocab:,} tokens but {arch.model_id} has a {arch.vocab_size:,}-token "
+            "vocabulary: it is not the model's tokenizer, so the token counts are that tokenizer's, not the model's")
+    mem = memory(arch, trainable, req.seq_len, micro)
+    fit = verdict(mem, req.gpu, req.num_devices, req.seq_len, micro)
+    if fit.capacity_gib is not None and not fit.fits.get("bf16"):
+        options = [f"{p} weights fit" for p, ok in fit.fits.items() if ok and p != "bf16"]
+        need = fit.min_devices.get("bf16")
+        if need is not None:
+            options.append(f"bf16 needs at least {need} x {req.gpu.upper()}")
+        rec.warnings.append(f"memory: bf16 needs {fit.per_device_gib['bf16']:,.0f} GiB per device, more than the "
+                            f"{fit.capacity_gib:.0f} GiB of one {req.gpu.upper()} on {req.num_devices} device(s)"
+                            + (f"; {', '.join(options)}" if options else "; no precision fits: shorter sequences, "
+                               "a smaller micro batch or more devices"))
     if req.data.estimated:
         notes.append("trained tokens are an estimate from bytes, not a count")
     return Plan(
         setup=setup, explanations=tuple(rec.explanations), warnings=tuple(rec.warnings), budget=result,
-        capacity=capacity, memory=memory(arch, trainable, req.seq_len, micro),
+        capacity=capacity, memory=mem, memory_verdict=fit,
         compute=compute(arch, tokens_processed, req.gpu), trainable_params=trainable,
         model_params=arch.total_params, peft_target_modules=lora.target_modules or (),
         peft_target_parameters=lora.target_parameters or (), notes=tuple(notes), lr_rule=rec.lr_rule,

@@ -101,6 +101,7 @@ class DataSpec(_Model):
     max_length: int | None = Field(default=None, ge=1)
     examples: int | None = Field(default=None, ge=0)
     trained_tokens: int | None = Field(default=None, ge=0)
+    chat_template: str | None = None  # tokenizer folder or Jinja file whose template the trainer must use
 
 
 class MethodExtras(_Model):

@@ -1,6 +1,7 @@
-# Written by loraplan.
-from unsloth import FastLanguageModel
-from trl import SFTConfig
+# Written by loraplan. Run with: python THIS_FILE
+from unsloth import FastLanguageModel  # first: Unsloth patches transformers and TRL on import
+from datasets import load_dataset
+from trl import SFTConfig, SFTTrainer
 
 model, tokenizer = FastLanguageModel.from_pretrained(
     model_name='meta-llama/Llama-3.1-8B',
@@ -22,8 +23,10 @@ model = FastLanguageModel.get_peft_model(
     init_lora_weights=True,
 )
 
+dataset = load_dataset('json', data_files='data/train.jsonl', split='train')
+
 args = SFTConfig(
-    dataset_name='data/train.jsonl',
+    output_dir='outputs',
     learning_rate=0.0002019790446850046,
     warmup_steps=10,
     weight_decay=0.0,
@@ -37,3 +40,11 @@ args = SFTConfig(
     assistant_only_loss=True,
     bf16=True,
 )
+
+trainer = SFTTrainer(
+    model=model,
+    processing_class=tokenizer,
+    train_dataset=dataset,
+    args=args,
+)
+trainer.train()

@@ -10,7 +10,7 @@ from rich.markup import escape
 from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
 from loraplan.output import console, emit_json, table
 from loraplan.rules.batch import MIN_SCALED_BATCH, REFERENCE_BATCH, batch_lr_factor
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 
 
 def register(app: typer.Typer) -> None:

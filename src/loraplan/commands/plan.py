@@ -103,6 +103,11 @@ def plan(
     )
     result = make_plan(arch, request)
     export = plan_render.export_text(result.setup, fmt, arch) if fmt else None
+    if fmt:
+        from loraplan.output import err_console
+
+        for note in plan_render.export_notes(result.setup, fmt):
+            err_console.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
     if output is not None:
         if export is None:
             raise LoraplanError("-o needs --format (which trainer's config to write)")

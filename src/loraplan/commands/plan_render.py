@@ -12,9 +12,9 @@ from rich.table import Table
 
 from loraplan.arch.model import Architecture
 from loraplan.plan import DataFacts, Plan
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 from loraplan.rules.sources import references_in
-from loraplan.setup import LossMask, TrainingSetup
+from loraplan.setup import LossMask, Method, TrainingSetup
 
 BAR_WIDTH = 40
 
@@ -33,23 +33,69 @@ def count_data(paths: list[str], tokenizer: str | None, model: str, max_length: 
         raise MissingExtraError("counting a dataset needs the `data` extra: pip install 'loraplan[data]'") from exc
     count = count_trained_tokens(paths, tokenizer or model, max_length=max_length)
     mask = count.mask
+    loss_mask = LossMask(mask) if isinstance(mask, str) and mask in LossMask._value2member_map_ else None
+    # An assistant-only loss needs the template's generation markers: the template the count used travels
+    # with the export when it came from a tokenizer the user named (the model's own may lack the markers).
+    template = None
+    if tokenizer and loss_mask in (LossMask.ASSISTANT, LossMask.LAST_ASSISTANT):
+        jinja = Path(tokenizer) / "chat_template.jinja"  # TRL sets a .jinja as is; a folder it clones (new tokens)
+        template = str(jinja) if jinja.is_file() else tokenizer
     return DataFacts(
         path=",".join(paths), examples=count.examples, trained_tokens=count.trained_tokens,
-        total_tokens=count.total_tokens, format=count.format or None,
-        loss_mask=LossMask(mask) if isinstance(mask, str) and mask in LossMask._value2member_map_ else None,
-        estimated=bool(count.estimated),
+        total_tokens=count.total_tokens, format=count.format or None, loss_mask=loss_mask,
+        estimated=bool(count.estimated), chat_template=template, tokenizer=tokenizer,
+        tokenizer_vocab=_vocab_size(tokenizer) if tokenizer else None,
     )
+
+
+def _vocab_size(tokenizer: str) -> int | None:
+    """The named tokenizer's vocabulary (added tokens included), or None when it cannot be read here."""
+    from loraplan.data.tokenizer import load_tokenizer
+
+    try:
+        return int(load_tokenizer(tokenizer).backend.get_vocab_size(with_added_tokens=True))
+    except Exception:  # the count already succeeded or fell back; a missing size only skips the warning
+        return None
 
 
 def export_text(setup: TrainingSetup, fmt: str, arch: Architecture | None = None) -> str:
     from loraplan.formats import get_format
-    from loraplan.formats.peft import write_python
 
     if arch is not None:
         setup = expressible_setup(setup, arch, fmt)
-    if fmt == "peft-python":
-        return write_python(setup)
-    return get_format(fmt).write(setup)
+    return get_format(fmt).write(loadable_model(setup))
+
+
+# Trainers that refuse LoRA on lm_head: TRL's SFTTrainer (1.x) computes log-probabilities from
+# lm_head.weight directly and raises for an adapter there ("Applying a PEFT adapter to `lm_head` is not
+# supported"); Unsloth runs on TRL. The plan leaves the unembedding out for them and says so.
+NO_UNEMBED_LORA = {
+    "trl": "TRL's SFTTrainer refuses a LoRA adapter on lm_head; the export leaves the unembedding out",
+    "unsloth": "Unsloth trains a named lm_head in full (modules_to_save), not with LoRA, and TRL's SFTTrainer "
+               "refuses a LoRA adapter there; the export leaves the unembedding out",
+}
+
+
+# Formats whose trainer takes a distillation teacher: TRL's `trl distillation` (DistillationConfig.
+# teacher_model_name_or_path). The others have no teacher field loraplan writes.
+TEACHER_FORMATS = ("trl",)
+
+
+def export_notes(setup: TrainingSetup, fmt: str) -> list[str]:
+    """What the export cannot say that the plan did."""
+    notes = []
+    if fmt in NO_UNEMBED_LORA and setup.is_lora and "lm_head" in (setup.lora.target_modules or ()):
+        notes.append(NO_UNEMBED_LORA[fmt])
+    return notes
+
+
+def loadable_model(setup: TrainingSetup) -> TrainingSetup:
+    """Trainers load a model from a folder or a hub id (`from_pretrained`), never from a config.json path:
+    a plan made from `path/config.json` exports `path`."""
+    model = setup.model or ""
+    if Path(model).name == "config.json":
+        return setup.model_copy(update={"model": str(Path(model).parent)})
+    return setup
 
 
 def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> TrainingSetup:
@@ -64,6 +110,23 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     from loraplan.errors import LoraplanError
 
     params = setup.lora.target_parameters
+    if setup.method is Method.DISTILL:
+        if fmt not in TEACHER_FORMATS:
+            raise LoraplanError(f"{fmt} cannot state a distillation teacher; for --task distill choose --format "
+                                f"{' or '.join(TEACHER_FORMATS)}")
+        if not setup.extras.teacher:
+            raise LoraplanError("--task distill needs --teacher MODEL (the model the student learns from)")
+    if fmt == "torchtune" and setup.is_lora and not arch.is_moe:
+        from loraplan.formats.torchtune import BUILDER_OF, model_files
+
+        builder = BUILDER_OF.get(arch.model_id.lower())
+        if builder is None or builder not in model_files():
+            raise LoraplanError(f"torchtune (0.6.1, its latest release) has no LoRA builder for {arch.model_id}; "
+                                "choose --format peft, peft-python, trl, axolotl, llamafactory, unsloth or tinker")
+    if fmt in NO_UNEMBED_LORA and setup.is_lora and "lm_head" in (setup.lora.target_modules or ()):
+        lora = setup.lora.model_copy(update={
+            "target_modules": tuple(t for t in setup.lora.target_modules or () if t != "lm_head"), "unembed": False})
+        setup = setup.model_copy(update={"lora": lora})
     if not setup.is_lora or not arch.is_moe or fmt not in ("torchtune", "llamafactory"):
         return setup
     others = "choose --format peft, trl, axolotl, unsloth or tinker"
@@ -111,7 +174,8 @@ def as_json(plan: Plan, fmt: str | None, output: Path | None) -> dict[str, Any]:
             "status": capacity.status.value, "message": capacity.message, "min_rank": capacity.min_rank,
             "suggested_rank": capacity.suggested_rank, "headroom": capacity.headroom, "rule": capacity.rule.value},
         "estimates": {"label": "estimates, not measurements", "memory_gib": asdict(plan.memory),
-                      "compute": asdict(plan.compute)},
+                      "compute": asdict(plan.compute),
+                      "memory_per_device": asdict(plan.memory_verdict) if plan.memory_verdict else None},
         "export": None if fmt is None else {"format": fmt, "path": str(output) if output else None},
         "lr_rule": plan.lr_rule,
         "references": dict(references_in(e.source for e in plan.explanations)),
@@ -165,6 +229,8 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
                       f"{data.trained_tokens:,} trained tokens{mask}", highlight=False)
     console.print(capacity_bar(plan), highlight=False)
     _render_estimates(console, plan)
+    if plan.memory_verdict is not None:
+        console.print(f"[dim]estimates[/] {plan.memory_verdict.line()}", highlight=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for note in plan.notes:

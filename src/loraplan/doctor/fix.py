@@ -81,7 +81,7 @@ def fixed_text(text: str, fmt: str, stated: TrainingSetup, fixed: TrainingSetup,
         return _fix_json(text, [_in_order(e, order) for e in _diff(json.loads(before), json.loads(after))])
     if fmt == "tinker":
         return _fix_tinker(text, _diff(_tinker_pairs(before), _tinker_pairs(after)))
-    if fmt == "unsloth":
+    if fmt in ("unsloth", "peft-python"):
         from loraplan.doctor.fix_python import fix_python
 
         return fix_python(text, before, after)

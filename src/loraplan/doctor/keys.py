@@ -18,6 +18,7 @@ def line_of(text: str, fmt: str | None, key: str) -> int | None:
         "peft": rf'^\s*"{leaf}"\s*:',
         "tinker": rf"(^|\s){leaf}=",
         "unsloth": rf"(^|[\s(,]){leaf}\s*=",
+        "peft-python": rf"(^|[\s(,]){leaf}\s*=",
     }
     pattern = re.compile(patterns.get(fmt or "", rf"^\s*{leaf}\s*:"))
     for number, line in enumerate(text.splitlines(), start=1):

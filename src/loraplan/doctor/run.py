@@ -44,9 +44,10 @@ def check_setup(setup: TrainingSetup, fmt: str | None = None, arch: Architecture
     unresolved: setup paths the file sets by an expression loraplan does not evaluate; they stay unknown
     (no trainer default is assumed for them) and are reported as not checked.
     """
-    ctx = CheckContext.build(setup, fmt, arch, model_note=model_note, tokens=tokens, examples=examples,
-                             devices=devices, calibration=calibration, unresolved=dict(unresolved or {}),
-                             config_class=config_class)
+    rules_fmt = "peft" if fmt == "peft-python" else fmt  # the same LoraConfig, written as Python
+    ctx = CheckContext.build(setup, rules_fmt, arch, model_note=model_note, tokens=tokens, examples=examples,
+                              devices=devices, calibration=calibration, unresolved=dict(unresolved or {}),
+                              config_class=config_class)
     findings, skipped = run_checks(ctx)
     notes = tuple(f"not checked: `{expression}` is an expression loraplan does not evaluate, so no value or default "
                   "is assumed for it" for expression in (unresolved or {}).values())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from loraplan.formats import axolotl, llamafactory, peft, tinker, torchtune, trl, unsloth
+from loraplan.formats import axolotl, llamafactory, peft, peft_python, tinker, torchtune, trl, unsloth
 from loraplan.formats.base import FormatError, write_atomic
 
-FORMATS: dict[str, ModuleType] = {m.NAME: m for m in (peft, trl, axolotl, llamafactory, torchtune, unsloth, tinker)}
-# Every name `plan --format` writes: the readers' formats plus PEFT's Python form (LoraConfig(...) + get_peft_model).
-EXPORT_FORMATS: tuple[str, ...] = ("peft", "peft-python", *(name for name in FORMATS if name != "peft"))
+FORMATS: dict[str, ModuleType] = {m.NAME: m for m in (peft, peft_python, trl, axolotl, llamafactory, torchtune,
+                                                      unsloth, tinker)}
+# Every name `plan --format` writes and `check --format` reads.
+EXPORT_FORMATS: tuple[str, ...] = tuple(FORMATS)
 
 __all__ = ["EXPORT_FORMATS", "FORMATS", "FormatError", "get_format", "write_atomic"]
 

@@ -23,7 +23,8 @@ AXOLOTL = {"base_model", "adapter", "micro_batch_size", "sequence_len", "lora_ta
            "train_on_inputs", "datasets"}
 LLAMAFACTORY = {"finetuning_type", "stage", "lora_target", "cutoff_len", "template", "lora_rank", "quantization_bit",
                 "pref_beta", "do_train", "dataset_dir", "additional_target", "train_on_prompt", "mask_history"}
-TRL = {"use_peft", "dataset_name", "assistant_only_loss", "completion_only_loss", "num_generations", "max_length"}
+TRL = {"use_peft", "dataset_name", "assistant_only_loss", "completion_only_loss", "num_generations", "max_length",
+       "teacher_model_name_or_path", "chat_template_path"}
 HF_ARGS = {"model_name_or_path", "per_device_train_batch_size", "num_train_epochs", "lr_scheduler_type"}
 LORA_ARGS = {"lora_r", "lora_target_modules"}  # Axolotl and TRL's ModelConfig share these names
 MARKERS: dict[str, frozenset[str]] = {
@@ -54,7 +55,9 @@ def detect_format(text: str, name: str = "") -> str:
     suffix = Path(name).suffix.lower()
     stripped = text.lstrip()
     if suffix == ".py":
-        return "unsloth"
+        from loraplan.formats.peft_python import is_peft_python
+
+        return "peft-python" if is_peft_python(text) else "unsloth"
     from loraplan.formats.trl import is_command_line
 
     if "tinker_cookbook" not in text and is_command_line(text):

@@ -43,6 +43,25 @@ PATHS = [k.path for k in KEYS] + TRAINING_PATHS + [
     "method", "finetuning", "quantization", "lora.target_modules", "lora.unembed", "data.loss_mask"]
 
 
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
+
+
+def dataset_info_entry(path: str) -> dict[str, Any]:
+    """The dataset_info.json entry LLaMA-Factory needs for a local OpenAI-`messages` file (its sharegpt
+    formatting with OpenAI role tags, data/README.md); `dataset` names data sets, not files."""
+    return {"file_name": path, "formatting": "sharegpt", "columns": {"messages": "messages"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                     "assistant_tag": "assistant", "system_tag": "system"}}
+
+
+def dataset_info_note(path: str) -> str:
+    import json
+
+    entry = json.dumps({path: dataset_info_entry(path)})
+    return (f"LLaMA-Factory reads `dataset` by name from DATASET_DIR/dataset_info.json (file_name relative to "
+            f"DATASET_DIR, or absolute); add there:\n{entry}")
+
+
 def write(setup: TrainingSetup) -> str:
     out: dict[str, Any] = {}
     out.update(to_mapping(setup, KEYS[:1]))
@@ -61,6 +80,8 @@ def write(setup: TrainingSetup) -> str:
     out.update(training_mapping(setup))
     out.setdefault("bf16", True)
     header = "Run with: llamafactory-cli train THIS_FILE\nWritten by loraplan. Set `template` to your model's."
+    if setup.data.path and ("/" in setup.data.path or setup.data.path.endswith(DATA_SUFFIXES)):
+        header += "\n" + dataset_info_note(setup.data.path or "")
     if setup.lora.target_parameters:
         header += ("\nWARNING: LLaMA-Factory cannot target stacked MoE expert parameters ("
                    + ", ".join(setup.lora.target_parameters) + "): the experts stay frozen; use PEFT, TRL or Axolotl.")

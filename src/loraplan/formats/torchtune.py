@@ -13,7 +13,7 @@ from typing import Any
 
 from loraplan.formats.base import Fields, dump_yaml, load_yaml_mapping
 from loraplan.formats.flat import make_setup, project_paths, set_path
-from loraplan.setup import Method, Schedule, TrainingSetup
+from loraplan.setup import LossMask, Method, Schedule, TrainingSetup
 
 NAME = "torchtune"
 SUFFIX = ".yaml"
@@ -22,39 +22,88 @@ MLP = ("gate_proj", "up_proj", "down_proj")
 SCHEDULER = "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup"
 SFT_LOSS = "torchtune.modules.loss.CEWithChunkedOutputLoss"  # recipes/configs/*_lora_single_device.yaml
 DPO_LOSS = "torchtune.rlhf.loss.DPOLoss"  # recipes/configs/*_lora_dpo_single_device.yaml
-# HF model id (lower case) -> torchtune LoRA builder.
+# HF model id -> torchtune LoRA builder (looked up case-insensitively).
 BUILDERS = {
-    "meta-llama/llama-3.1-8b": "torchtune.models.llama3_1.lora_llama3_1_8b",
-    "meta-llama/llama-3.1-70b": "torchtune.models.llama3_1.lora_llama3_1_70b",
-    "meta-llama/llama-3.2-1b": "torchtune.models.llama3_2.lora_llama3_2_1b",
-    "meta-llama/llama-3.2-3b": "torchtune.models.llama3_2.lora_llama3_2_3b",
-    "meta-llama/llama-2-7b-hf": "torchtune.models.llama2.lora_llama2_7b",
-    "meta-llama/llama-2-13b-hf": "torchtune.models.llama2.lora_llama2_13b",
-    "meta-llama/llama-2-70b-hf": "torchtune.models.llama2.lora_llama2_70b",
-    "mistralai/mistral-7b-v0.1": "torchtune.models.mistral.lora_mistral_7b",
+    "meta-llama/Llama-3.1-8B": "torchtune.models.llama3_1.lora_llama3_1_8b",
+    "meta-llama/Llama-3.1-70B": "torchtune.models.llama3_1.lora_llama3_1_70b",
+    "meta-llama/Llama-3.2-1B": "torchtune.models.llama3_2.lora_llama3_2_1b",
+    "meta-llama/Llama-3.2-3B": "torchtune.models.llama3_2.lora_llama3_2_3b",
+    "meta-llama/Llama-2-7b-hf": "torchtune.models.llama2.lora_llama2_7b",
+    "meta-llama/Llama-2-13b-hf": "torchtune.models.llama2.lora_llama2_13b",
+    "meta-llama/Llama-2-70b-hf": "torchtune.models.llama2.lora_llama2_70b",
+    "mistralai/Mistral-7B-v0.1": "torchtune.models.mistral.lora_mistral_7b",
     "google/gemma-2-9b": "torchtune.models.gemma2.lora_gemma2_9b",
-    "qwen/qwen2.5-0.5b": "torchtune.models.qwen2_5.lora_qwen2_5_0_5b",
-    "qwen/qwen2.5-1.5b": "torchtune.models.qwen2_5.lora_qwen2_5_1_5b_base",
-    "qwen/qwen2.5-7b": "torchtune.models.qwen2_5.lora_qwen2_5_7b_base",
-    "qwen/qwen3-4b": "torchtune.models.qwen3.lora_qwen3_4b_base",
-    "qwen/qwen3-8b": "torchtune.models.qwen3.lora_qwen3_8b_base",
-    "qwen/qwen3-32b": "torchtune.models.qwen3.lora_qwen3_32b",
-    "microsoft/phi-3-mini-4k-instruct": "torchtune.models.phi3.lora_phi3_mini",
+    "Qwen/Qwen2.5-0.5B": "torchtune.models.qwen2_5.lora_qwen2_5_0_5b",
+    "Qwen/Qwen2.5-1.5B": "torchtune.models.qwen2_5.lora_qwen2_5_1_5b_base",
+    "Qwen/Qwen2.5-7B": "torchtune.models.qwen2_5.lora_qwen2_5_7b_base",
+    # No Qwen3: torchtune 0.6.1, the latest release, has no qwen3 builders (only its main branch does).
+    "microsoft/Phi-3-mini-4k-instruct": "torchtune.models.phi3.lora_phi3_mini",
 }
 # torchtune's LoRA builders that reach MoE experts (torchtune.modules.peft.LoRAGroupedExperts, built by
 # lora_llama4_moe in torchtune/models/llama4/_component_builders.py at pytorch/torchtune@bd2a0fc): text model_type
 # -> builder. No other torchtune model family has an MoE builder.
 MOE_BUILDERS = {"llama4_text": "torchtune.models.llama4.lora_llama4_scout_17b_16e",
                 "llama4": "torchtune.models.llama4.lora_llama4_scout_17b_16e"}
-PATHS = ["model", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules", "lora.unembed",
+# The model a builder builds (the catalogue's spelling), for reading a config back.
+BUILDER_MODELS = {builder.lower(): model for model, builder in BUILDERS.items()}
+BUILDER_OF = {model.lower(): builder for model, builder in BUILDERS.items()}
+PATHS = ["model", "data.path", "lora.rank", "lora.alpha", "lora.dropout", "lora.use_dora", "lora.target_modules",
+         "lora.unembed",
          "optim.learning_rate", "optim.weight_decay", "optim.warmup_steps", "optim.micro_batch_size",
          "optim.gradient_accumulation_steps", "optim.epochs", "optim.max_grad_norm", "optim.schedule",
          "data.max_length", "method", "extras.dpo_beta"]
 
 
+def model_files() -> dict[str, Any]:
+    """Builder -> tokenizer and checkpointer, generated from torchtune's own configs (torchtune_models.json)."""
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).with_name("torchtune_models.json")).read_text())["builders"]
+
+
+def _local_builder(path: str) -> str | None:
+    from loraplan.formats.trl import local_builder
+
+    return local_builder(path)
+
+
+def _dataset(setup: TrainingSetup) -> dict[str, Any]:
+    """torchtune's chat_dataset over the planned data (OpenAI `messages`); loss on assistant turns only."""
+    path = setup.data.path or "DATASET"
+    files = [p for p in path.split(",") if p]
+    builder = _local_builder(files[0]) if files else None
+    out: dict[str, Any] = {"_component_": "torchtune.datasets.chat_dataset"}
+    if builder is not None:
+        out.update({"source": builder, "data_files": files[0] if len(files) == 1 else files})
+    else:
+        out["source"] = path
+    out.update({"conversation_column": "messages", "conversation_style": "openai", "split": "train",
+                "train_on_input": setup.data.loss_mask is LossMask.ALL, "packed": False})
+    return out
+
+
+def _runtime(setup: TrainingSetup, builder: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:
+    """output_dir, tokenizer, checkpointer for a downloaded HF checkpoint (`tune download MODEL --output-dir DIR`)."""
+    name = (setup.model or "MODEL").rstrip("/").rsplit("/", 1)[-1]
+    checkpoint_dir = f"models/{name}"
+    files = model_files().get(builder, {})
+    tokenizer: dict[str, Any] = {}
+    for key, value in files.get("tokenizer", {}).items():
+        tokenizer[key] = f"{checkpoint_dir}/{value}" if key in ("path", "merges_file") else value
+    tokenizer["max_seq_len"] = setup.data.max_length
+    known = files.get("checkpointer", {})
+    checkpointer = {"_component_": known.get("_component_", "torchtune.training.FullModelHFCheckpointer"),
+                    "checkpoint_dir": checkpoint_dir,
+                    "checkpoint_files": known.get("checkpoint_files", ["model.safetensors"]),
+                    "recipe_checkpoint": None, "output_dir": "${output_dir}",
+                    "model_type": known.get("model_type", "CHOOSE_MODEL_TYPE")}
+    return {"output_dir": f"outputs/{name}-lora"}, tokenizer, checkpointer, checkpoint_dir
+
+
 def write(setup: TrainingSetup) -> str:
     targets = set(setup.lora.target_modules or ())
-    builder = BUILDERS.get((setup.model or "").lower(), "torchtune.models.CHOOSE_BUILDER")
+    builder = BUILDER_OF.get((setup.model or "").lower(), "torchtune.models.CHOOSE_BUILDER")
     model: dict[str, Any] = {"_component_": builder,
                              "lora_attn_modules": [ATTN[t] for t in ATTN if t in targets],
                              "apply_lora_to_mlp": any(t in targets for t in MLP),
@@ -63,7 +112,10 @@ def write(setup: TrainingSetup) -> str:
                        ("lora_dropout", setup.lora.dropout), ("use_dora", setup.lora.use_dora)):
         if value is not None:
             model[key] = int(value) if key == "lora_alpha" and float(value).is_integer() else value
-    out: dict[str, Any] = {"model": model, "hf_model_id": setup.model}
+    top, tokenizer, checkpointer, checkpoint_dir = _runtime(setup, builder)
+    out: dict[str, Any] = {**top, "model": model, "tokenizer": tokenizer, "checkpointer": checkpointer,
+                           "resume_from_checkpoint": False, "save_adapter_weights_only": False,
+                           "dataset": _dataset(setup), "seed": None, "shuffle": True}
     optimizer: dict[str, Any] = {"_component_": "torch.optim.AdamW", "fused": True}
     if setup.optim.learning_rate is not None:
         optimizer["lr"] = setup.optim.learning_rate
@@ -78,13 +130,18 @@ def write(setup: TrainingSetup) -> str:
                        ("clip_grad_norm", setup.optim.max_grad_norm)):
         if value is not None:
             out[key] = value
-    if setup.data.max_length is not None:
-        out["tokenizer"] = {"max_seq_len": setup.data.max_length}
+    out["max_steps_per_epoch"] = None
     loss = _loss(setup)
     if loss:
         out["loss"] = loss
+    out.update({"compile": False, "metric_logger": {"_component_": "torchtune.training.metric_logging.DiskLogger",
+                                                    "log_dir": "${output_dir}/logs"},
+                "log_every_n_steps": 1, "log_peak_memory_stats": True, "device": "cuda", "dtype": "bf16",
+                "enable_activation_checkpointing": True, "enable_activation_offloading": False,
+                "profiler": {"_component_": "torchtune.training.setup_torch_profiler", "enabled": False}})
     recipe = "lora_dpo_single_device" if setup.method is Method.DPO else "lora_finetune_single_device"
-    header = f"Overrides for: tune run {recipe} --config THIS_FILE\nWritten by loraplan."
+    header = (f"Run with: tune run {recipe} --config THIS_FILE\nWritten by loraplan. First download the weights: "
+              f"tune download {setup.model or 'MODEL'} --output-dir {checkpoint_dir}")
     if setup.method is Method.RL:
         header += "\nNOTE: torchtune has no LoRA RL recipe; this is the SFT recipe's config."
     if setup.optim.schedule not in (None, Schedule.COSINE):
@@ -92,7 +149,8 @@ def write(setup: TrainingSetup) -> str:
                    "decay is not available.")
     if setup.lora.target_parameters:
         header += "\nWARNING: torchtune's builders do not adapt HF stacked MoE experts; use PEFT, TRL or Axolotl."
-    return dump_yaml({k: v for k, v in out.items() if v is not None}, header)
+    return dump_yaml({k: v for k, v in out.items() if v is not None or k in ("seed", "max_steps_per_epoch")},
+                     header)
 
 
 def _loss(setup: TrainingSetup) -> dict[str, Any]:
@@ -150,7 +208,15 @@ def read(text: str, where: str) -> TrainingSetup:
             targets.append("lm_head")
         set_path(nested, "lora.target_modules", tuple(targets))
         set_path(nested, "lora.unembed", "lm_head" in targets)
-    for path, value in (("model", fields.text("hf_model_id")), ("lora.rank", model.integer("lora_rank")),
+    builder = (model.text("_component_") or "").lower()
+    model_id = fields.text("hf_model_id") or next(
+        (BUILDER_MODELS[b] for b in (builder, builder.replace(".qlora_", ".lora_")) if b in BUILDER_MODELS), None)
+    dataset = fields.table("dataset")
+    data_path = dataset.data.get("data_files") or dataset.data.get("source")
+    if isinstance(data_path, list) and all(isinstance(p, str) for p in data_path):
+        data_path = ",".join(data_path)
+    for path, value in (("model", model_id), ("data.path", data_path if isinstance(data_path, str) else None),
+                        ("lora.rank", model.integer("lora_rank")),
                         ("lora.alpha", model.number("lora_alpha")), ("lora.dropout", model.number("lora_dropout")),
                         ("lora.use_dora", model.boolean("use_dora")), ("optim.learning_rate", optimizer.number("lr")),
                         ("optim.weight_decay", optimizer.number("weight_decay")),
@@ -186,6 +252,8 @@ def read(text: str, where: str) -> TrainingSetup:
 def project(setup: TrainingSetup) -> TrainingSetup:
     """torchtune adapts the MLP as a whole and always schedules by cosine warmup."""
     projected = project_paths(setup, PATHS)
+    if (projected.model or "").lower() not in BUILDER_OF:  # the file names its model by builder only
+        projected = projected.model_copy(update={"model": None})
     method = projected.method
     if method is Method.DISTILL:
         method = Method.SFT  # distillation runs the SFT recipe

@@ -25,9 +25,12 @@ from loraplan.formats.hf_args import TRAINING_PATHS, training_from, training_map
 from loraplan.formats.variants import read_variants
 from loraplan.setup import LossMask, Method, TrainingSetup
 
+# A local data file goes in TRL's dataset-mixture form (`datasets:` entries with a `datasets` builder and
+# `data_files`, read by trl.scripts.utils.DatasetConfig); `dataset_name` is a hub id to `trl sft`.
+LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 NAME = "trl"
 SUFFIX = ".yaml"
-SUBCOMMAND = {Method.SFT: "sft", Method.DISTILL: "sft", Method.DPO: "dpo", Method.RL: "grpo"}
+SUBCOMMAND = {Method.SFT: "sft", Method.DISTILL: "distillation", Method.DPO: "dpo", Method.RL: "grpo"}
 MODEL_KEYS = [
     Key("model", "model_name_or_path", "text"),
     Key("data.path", "dataset_name", "text"),
@@ -41,15 +44,17 @@ MODEL_KEYS = [
     Key("lora.use_dora", "use_dora", "boolean"),
     Key("extras.dpo_beta", "beta", "number"),
     Key("extras.group_size", "num_generations", "integer"),
+    Key("extras.teacher", "teacher_model_name_or_path", "text"),
 ]
 PATHS = [k.path for k in MODEL_KEYS] + TRAINING_PATHS + [
-    "method", "finetuning", "quantization", "lora.unembed", "data.loss_mask"]
+    "method", "finetuning", "quantization", "lora.unembed", "data.loss_mask", "data.chat_template"]
 
 
 # Keys each TRL config class lacks (checked against SFTConfig / DPOConfig / GRPOConfig fields):
 # the loss-mask switches are SFT-only, and GRPO has no max_length.
 NOT_IN = {"dpo": {"assistant_only_loss", "completion_only_loss"},
-          "grpo": {"assistant_only_loss", "completion_only_loss", "max_length"}}
+          "grpo": {"assistant_only_loss", "completion_only_loss", "max_length"},
+          "distillation": {"assistant_only_loss", "completion_only_loss", "max_length", "chat_template_path"}}
 
 
 def mapping(setup: TrainingSetup) -> dict[str, Any]:
@@ -58,8 +63,30 @@ def mapping(setup: TrainingSetup) -> dict[str, Any]:
     return {k: v for k, v in out.items() if k not in dropped}
 
 
+def local_builder(path: str) -> str | None:
+    """The `datasets` builder for a local data file (compressed ones too), or None for a hub id or folder."""
+    name = path.lower()
+    for suffix in (".gz", ".zst", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    return next((builder for suffix, builder in LOCAL_BUILDERS.items() if name.endswith(suffix)), None)
+
+
+def _data_entries(path: str) -> list[dict[str, Any]] | None:
+    files = [p for p in path.split(",") if p]
+    builders = {local_builder(p) for p in files}
+    if len(builders) != 1 or None in builders:
+        return None
+    return [{"path": builders.pop(), "data_files": files[0] if len(files) == 1 else files}]
+
+
 def _mapping(setup: TrainingSetup) -> dict[str, Any]:
     out = to_mapping(setup, MODEL_KEYS[:3])
+    entries = _data_entries(setup.data.path) if setup.data.path else None
+    if entries is not None:
+        del out["dataset_name"]
+        out["datasets"] = entries
+    if setup.data.chat_template:
+        out["chat_template_path"] = setup.data.chat_template
     out.update(training_mapping(setup))
     if setup.data.loss_mask in (LossMask.ASSISTANT, LossMask.LAST_ASSISTANT):
         out["assistant_only_loss"] = True
@@ -86,6 +113,14 @@ def write(setup: TrainingSetup) -> str:
 def setup_from_mapping(fields: Fields) -> dict[str, Any]:
     """Nested setup values from a TRL / TrainingArguments mapping (shared with Unsloth)."""
     nested = from_mapping(fields, MODEL_KEYS)
+    entries = fields.data.get("datasets")
+    if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict):
+        files = entries[0].get("data_files") or entries[0].get("path")
+        if isinstance(files, str) or (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+            set_path(nested, "data.path", files if isinstance(files, str) else ",".join(files))
+    template = fields.data.get("chat_template_path")
+    if isinstance(template, str):
+        set_path(nested, "data.chat_template", template)
     for path, value in _flatten(training_from(fields)):
         set_path(nested, path, value)
     if fields.boolean("assistant_only_loss"):
@@ -104,7 +139,9 @@ def setup_from_mapping(fields: Fields) -> dict[str, Any]:
     if targets is not None:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
     read_variants(fields, "trl", nested)
-    if "num_generations" in fields.data:
+    if "teacher_model_name_or_path" in fields.data:  # `trl distillation` (DistillationConfig)
+        nested["method"] = Method.DISTILL
+    elif "num_generations" in fields.data:
         nested["method"] = Method.RL
         nested.get("extras", {}).pop("dpo_beta", None)  # GRPO's `beta` is its KL coefficient (0 by default)
     elif "beta" in fields.data:
@@ -184,14 +221,14 @@ def read(text: str, where: str) -> TrainingSetup:
 
 def project(setup: TrainingSetup) -> TrainingSetup:
     projected = project_paths(setup, PATHS)
-    if projected.method is Method.DISTILL:  # distillation runs as `trl sft`
-        projected = projected.model_copy(update={"method": Method.SFT})
     dropped = NOT_IN.get(SUBCOMMAND.get(projected.method or Method.SFT, "sft"), set())
     data_updates = {}
     if "assistant_only_loss" in dropped:
         data_updates["loss_mask"] = None
     if "max_length" in dropped:
         data_updates["max_length"] = None
+    if "chat_template_path" in dropped:
+        data_updates["chat_template"] = None
     if data_updates:
         projected = projected.model_copy(update={"data": projected.data.model_copy(update=data_updates)})
     if projected.data.loss_mask is LossMask.LAST_ASSISTANT:

@@ -1,7 +1,9 @@
-"""Unsloth: a Python snippet (`FastLanguageModel.from_pretrained` + `get_peft_model` + a TRL config).
+"""Unsloth: a complete script (`FastLanguageModel.from_pretrained`, `get_peft_model`, the data through
+`datasets.load_dataset`, a TRL config and trainer, `trainer.train()`).
 
-Read back with `ast` (literal keyword arguments only; nothing is executed). The trainer arguments
-are TRL's, so they share the TRL format's mapping.
+Read back with `ast` (literal arguments only; nothing is executed). The trainer arguments are TRL's,
+so they share the TRL format's mapping, less the keys that belong to `trl`'s command line
+(ScriptArguments / ModelConfig / the dataset mixture) rather than to SFTConfig.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ PEFT_KEYS = [
     Key("lora.use_rslora", "use_rslora", "boolean"),
 ]
 CONFIG_CLASS = {Method.DPO: "DPOConfig", Method.RL: "GRPOConfig"}
+TRAINER_CLASS = {Method.DPO: "DPOTrainer", Method.RL: "GRPOTrainer"}
 TRL_ONLY = {"model_name_or_path", "max_length", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
-            "lora_target_modules", "lora_target_parameters", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit"}
+            "lora_target_modules", "lora_target_parameters", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit",
+            "dataset_name", "datasets"}
 PATHS = [p for p in TRL_PATHS if p not in ("lora.use_dora",)] + ["lora.init_lora_weights"]
 
 
@@ -40,7 +44,16 @@ def _call(name: str, kwargs: dict[str, Any], target: str | None = None) -> str:
     return f"{prefix}{name}(\n{args})\n"
 
 
+def _as_sft(setup: TrainingSetup) -> TrainingSetup:
+    """Unsloth has no teacher: a distillation plan is written (and read back) as its SFT half."""
+    if setup.method is not Method.DISTILL:
+        return setup
+    return setup.model_copy(update={"method": Method.SFT,
+                                    "extras": setup.extras.model_copy(update={"teacher": None})})
+
+
 def write(setup: TrainingSetup) -> str:
+    setup = _as_sft(setup)
     trl = trl_mapping(setup)
     load: dict[str, Any] = {"model_name": setup.model or "MODEL", "max_seq_length": setup.data.max_length or 2048,
                             "load_in_4bit": setup.quantization == "4bit", "load_in_8bit": setup.quantization == "8bit"}
@@ -52,13 +65,37 @@ def write(setup: TrainingSetup) -> str:
     peft.update({"bias": "none", "use_gradient_checkpointing": "unsloth", "random_state": 3407})
     if setup.lora.init_lora_weights is not None:
         peft["init_lora_weights"] = setup.lora.init_lora_weights
-    config_kwargs = {k: v for k, v in trl.items() if k not in TRL_ONLY}
+    config_kwargs = {"output_dir": "outputs", **{k: v for k, v in trl.items() if k not in TRL_ONLY}}
     config = CONFIG_CLASS.get(setup.method or Method.SFT, "SFTConfig")
+    trainer = TRAINER_CLASS.get(setup.method or Method.SFT, "SFTTrainer")
     peft_call = _call("FastLanguageModel.get_peft_model", peft, "model").replace("'MODEL_OBJECT'", "model")
-    return ("# Written by loraplan.\nfrom unsloth import FastLanguageModel\n"
-            f"from trl import {config}\n\n"
+    trainer_kwargs = "    model=model,\n    processing_class=tokenizer,\n    train_dataset=dataset,\n    args=args,\n"
+    rewards = ""
+    if trainer == "GRPOTrainer":
+        rewards = ("\n# GRPO needs your reward functions: fn(prompts, completions, **kwargs) -> list[float]\n"
+                   "reward_funcs = []\n")
+        trainer_kwargs += "    reward_funcs=reward_funcs,\n"
+    return ("# Written by loraplan. Run with: python THIS_FILE\n"
+            "from unsloth import FastLanguageModel  # first: Unsloth patches transformers and TRL on import\n"
+            "from datasets import load_dataset\n"
+            f"from trl import {config}, {trainer}\n\n"
             + _call("FastLanguageModel.from_pretrained", load, "model, tokenizer") + "\n" + peft_call + "\n"
-            + _call(config, config_kwargs, "args"))
+            + _load_data(setup.data.path) + "\n" + _call(config, config_kwargs, "args") + rewards + "\n"
+            + f"trainer = {trainer}(\n{trainer_kwargs})\ntrainer.train()\n")
+
+
+def _load_data(path: str | None) -> str:
+    """`load_dataset` for a local file (its builder and data_files) or a hub id."""
+    from loraplan.formats.trl import local_builder
+
+    if not path:
+        return "dataset = load_dataset('DATASET', split='train')  # your data set\n"
+    files = [p for p in path.split(",") if p]
+    builders = {local_builder(p) for p in files}
+    if len(builders) == 1 and None not in builders:
+        data_files = files[0] if len(files) == 1 else files
+        return f"dataset = load_dataset({builders.pop()!r}, data_files={data_files!r}, split='train')\n"
+    return f"dataset = load_dataset({path!r}, split='train')\n"
 
 
 def literal_kwargs(call: ast.Call, unreadable: Any = None) -> dict[str, Any]:
@@ -120,6 +157,8 @@ def read_script(text: str, where: str) -> ScriptRead:
     loads = [c for c in all_calls if py.call_name(c) in LOAD_CALLS and _is_model_load(c)]
     load_call = next((c for c in reversed(loads) if peft_call is None or c.lineno <= peft_call.lineno),
                      loads[0] if loads else None)
+    data_call = next((c for c in all_calls if py.call_name(c) == "load_dataset"), None)
+    data_path = _data_path(data_call) if data_call is not None else None
     if peft_call is None and load_call is None:
         raise FormatError(f"{where}: no FastLanguageModel.from_pretrained / get_peft_model call found")
     config_call = _trainer_config(tree, all_calls)
@@ -145,6 +184,8 @@ def read_script(text: str, where: str) -> ScriptRead:
     if load_call is not None and load_call.args and "model_name" not in load_values:  # from_pretrained(model_name)
         load_values["model_name"] = py.evaluate(load_call.args[0], env)
     load = Fields(_known(load_values, unresolved, UNRESOLVED_PATHS.get), where)
+    if data_path is not None:
+        set_path(nested, "data.path", data_path)
     model = load.text("model_name")
     if model is not None and model != "MODEL":
         nested["model"] = model
@@ -202,9 +243,23 @@ def _known(values: dict[str, Any], unresolved: dict[str, str], path_of: Any) -> 
     return known
 
 
+def _data_path(call: ast.Call) -> str | None:
+    """The data a `load_dataset(...)` call reads: its data_files for a builder, else its first argument."""
+    kwargs = literal_kwargs(call)
+    files = kwargs.get("data_files")
+    if isinstance(files, str):
+        return files
+    if isinstance(files, list) and files and all(isinstance(f, str) for f in files):
+        return ",".join(files)
+    if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return None if call.args[0].value == "DATASET" else call.args[0].value
+    return None
+
+
 def project(setup: TrainingSetup) -> TrainingSetup:
     from loraplan.formats.trl import project as trl_project
 
+    setup = _as_sft(setup)
     projected = trl_project(setup)  # the trainer half is TRL's; the model half carries two more fields
     projected = projected.model_copy(update={
         "lora": projected.lora.model_copy(update={"init_lora_weights": setup.lora.init_lora_weights}),

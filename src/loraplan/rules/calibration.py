@@ -38,7 +38,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from loraplan.errors import CalibrationError, LoraplanError
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 from loraplan.rules.sources import TINKER_HPARAMS
 from loraplan.userfiles import read_user_text
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from loraplan.errors import LoraplanError, UncalibratedFamilyError
 from loraplan.rules.calibration import Calibration, FamilyRule, ModelTraits, published_calibration
-from loraplan.rules.numbers import fmt_number
+from loraplan.rules.display import fmt_number
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 
 BASE_LR = 5e-5

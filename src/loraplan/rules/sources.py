@@ -28,7 +28,7 @@ REFERENCES: dict[str, str] = {
 SEED_ARTICLE = ARTICLE
 SEED_RULES = f"{HPARAM_UTILS}; {ARTICLE}"
 SEED_RANK_ALPHA = RSLORA
-SEED_DOCTRINE = f"{ARTICLE}, capacity in bits (~2 bits per parameter)"
+SEED_DOCTRINE = ARTICLE  # the doctrine summary cites the article for every rule it states
 TINKER_HPARAMS = f"{HPARAM_UTILS} get_lr (LR = 5e-5 x 10 for LoRA x (2000/hidden)^P)"
 
 
