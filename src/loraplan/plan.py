@@ -169,6 +169,8 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder)
         scaled = max(batch, batch_rules.MIN_SCALED_BATCH)
         reason += (f"; x sqrt({scaled}/{batch_rules.REFERENCE_BATCH}) = {factor:.3f} because the rule was fitted "
                    f"at batch {batch_rules.REFERENCE_BATCH} and LR scales with sqrt(batch) within 32-128")
+    if note := advice.range_note(factor):
+        reason += f"; {note}"
     rec.set("optim.learning_rate", lr, reason, advice.source)
     return lr
 

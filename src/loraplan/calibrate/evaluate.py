@@ -6,6 +6,11 @@ a re-release, a VL model's text tower and its text-only sibling. Leave-one-group
 them out together, fits on the rest and scores the held-out ones, so no model is scored by a
 rule that saw its twin.
 
+Honest coverage: the score holds f at its end value outside the swept range, so a recommendation
+beyond every LR swept for a model scores as if it were measured (the tinker sweep ran gpt-oss-20b
+at 4e-5 and 1e-4 only). Each row says whether its LR lies inside the model's swept range, and the
+summaries are repeated over the in-range models with the out-of-range count beside them.
+
 The rule shape is the candidate (fit.SHAPES) with the lowest leave-one-group-out mean regret, so
 that figure is slightly optimistic; the nested figure (`nested=True`) repeats the choice inside
 every fold, on the other groups only, and scores the held-out group with the shape chosen there.
@@ -13,6 +18,7 @@ every fold, on the other groups only, and scores the held-out group with the sha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +45,25 @@ class ModelScore:
     published_lr: float | None
     published_regret: float | None
     constant_regret: float
+    swept_low: float = 0.0
+    swept_high: float = math.inf
+    regret_slope: float = 0.0  # regret per unit of log(lr) around the best swept LR (0: one LR swept)
+
+    @property
+    def fitted_in_range(self) -> bool:
+        """The leave-one-group-out LR lies inside the LRs swept for this model (its regret is measured)."""
+        return in_swept_range(self.fitted_lr, self.swept_low, self.swept_high)
+
+    @property
+    def in_sample_in_range(self) -> bool:
+        return in_swept_range(self.in_sample_lr, self.swept_low, self.swept_high)
+
+
+RANGE_TOLERANCE = 1e-9  # relative: an LR equal to a swept end (up to float noise) is inside
+
+
+def in_swept_range(lr: float, low: float, high: float) -> bool:
+    return low * (1 - RANGE_TOLERANCE) <= lr <= high * (1 + RANGE_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,21 @@ class Evaluation:
     shapes_tried: tuple[tuple[str, float, float], ...]  # (shape, LOGO mean, LOGO max)
     nested: Summary | None = None  # LOGO with the shape chosen inside each fold
     nested_shapes: tuple[str, ...] = ()  # the shapes the folds chose, distinct
+
+    def _in_range(self, lr_in_range: str) -> tuple[Summary | None, tuple[str, ...]]:
+        inside = {r.model: r for r in self.rows if getattr(r, lr_in_range)}
+        outside = tuple(r.model for r in self.rows if r.model not in inside)
+        regret = "fitted_regret" if lr_in_range == "fitted_in_range" else "in_sample_regret"
+        return (_summary({m: getattr(r, regret) for m, r in inside.items()}) if inside else None), outside
+
+    @property
+    def logo_in_range(self) -> tuple[Summary | None, tuple[str, ...]]:
+        """LOGO regret over the models whose held-out LR lies in their swept range, and the others."""
+        return self._in_range("fitted_in_range")
+
+    @property
+    def in_sample_in_range(self) -> tuple[Summary | None, tuple[str, ...]]:
+        return self._in_range("in_sample_in_range")
 
 
 def groups_of(models: Sequence[str], facts: Mapping[str, ModelFacts]) -> dict[str, str]:
@@ -155,6 +195,7 @@ def evaluate(curves: Mapping[str, Curve], facts: Mapping[str, ModelFacts],
             in_sample_lr=rule.lr(facts[m]), in_sample_regret=curves[m].regret(rule.lr(facts[m])),
             published_lr=pub, published_regret=None if pub is None else curves[m].regret(pub),
             constant_regret=curves[m].regret(constant),
+            swept_low=curves[m].lrs[0], swept_high=curves[m].lrs[-1], regret_slope=math.sqrt(optima[m].weight),
         ))
     nested_regrets, nested_chosen = (nested_leave_one_group_out(curves, facts, optima, shapes) if nested
                                      else ({}, []))

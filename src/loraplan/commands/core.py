@@ -94,6 +94,7 @@ def lr(
         "hidden_size": advice.hidden_size, "rule": advice.rule, "answered_by": advice.answered_by,
         "source": advice.source, "calibration": str(cal.path) if cal.path else cal.source,
         "facts_source": facts.source, "facts_only": facts.facts_only,
+        "lr_range": advice.range_payload(), "beyond_measured": advice.beyond_measured,
     }
     if json_out:
         emit_json(payload)
@@ -101,6 +102,8 @@ def lr(
     console.print(f"[bold]{facts.model_id}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
                   f"LR [bold green]{advice.lr:.3g}[/]")
     console.print(f"  {advice.explain()}", highlight=False)
+    if note := advice.range_note():
+        console.print(f"  {'[bold yellow]' if advice.beyond_measured else ''}{note}", highlight=False)
     console.print(f"  model facts: {facts.source}", highlight=False)
 
 

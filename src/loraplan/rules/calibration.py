@@ -14,8 +14,11 @@ Format (TOML):
     lora_multiplier = 10.0      # optional; LoRA / full-FT ratio
     provenance = "tinker-cookbook hyperparam_utils"
     models = ["meta-llama/Llama-3.1-8B"]       # optional: models the rule was fitted on
+    regret_slope = 0.011        # optional: median regret per unit of log(lr) of the fitted curves
     [families.llama.fit]        # optional: fit quality, shown in explanations
     mean_regret = 0.0057
+    [families.llama.swept_lr]   # optional: lowest and highest LR swept per model (where the rule was measured)
+    "meta-llama/Llama-3.1-8B" = [4e-5, 3e-3]
     [default]                   # optional: a cross-family rule for families with no entry
     standalone = false          # optional (top level): true = do not fall back on the published rules
 
@@ -64,6 +67,8 @@ class FamilyRule:
     hybrid_multiplier: float = 1.0
     moe_multiplier: float = 1.0
     hybrid_active_params_exponent: float | None = None
+    regret_slope: float | None = None
+    swept_lr: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def _active_exponent(self, hybrid: bool) -> float:
         if hybrid and self.hybrid_active_params_exponent is not None:
@@ -204,6 +209,9 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise CalibrationError(f"{where}: `models` must be a list of model ids")
     multipliers = {key: _number(table, key, where, 1.0) for key in ("hybrid_multiplier", "moe_multiplier")}
+    slope = _number(table, "regret_slope", where) if "regret_slope" in table else None
+    if slope is not None and slope <= 0:
+        raise CalibrationError(f"{where}: `regret_slope` must be positive")
     if any(value <= 0 for value in multipliers.values()):
         raise CalibrationError(f"{where}: multipliers must be positive")
     return FamilyRule(
@@ -220,7 +228,23 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
         provenance=str(table.get("provenance", "")),
         models=tuple(models),
         fit={k: float(v) for k, v in fit.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+        regret_slope=slope,
+        swept_lr=_swept(table.get("swept_lr", {}), f"{where}.swept_lr"),
     )
+
+
+def _swept(table: Any, where: str) -> dict[str, tuple[float, float]]:
+    """model -> (lowest, highest) swept LR, each pair positive and ordered."""
+    if not isinstance(table, dict):
+        raise CalibrationError(f"{where}: must be a table of model = [lowest LR, highest LR]")
+    out: dict[str, tuple[float, float]] = {}
+    for model, pair in table.items():
+        ok = (isinstance(pair, list) and len(pair) == 2
+              and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in pair))
+        if not ok or pair[0] > pair[1]:
+            raise CalibrationError(f"{where}: `{model}` must be [lowest LR, highest LR], got {pair!r}")
+        out[model] = (float(pair[0]), float(pair[1]))
+    return out
 
 
 def load_calibration(path: str | Path) -> Calibration:

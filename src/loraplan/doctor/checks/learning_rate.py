@@ -84,6 +84,8 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
             if factor != 1.0:
                 how += (f", x sqrt({max(ctx.batch or 0, 32)}/{REFERENCE_BATCH}) = {number(point)} "
                         f"at batch {ctx.batch}")
+            if note := advice.range_note(factor):
+                how += f"; {note}"
             return Expected(point, point, point, how, advice.source,
                             advice.answered_by if advice.extrapolated else None)
     low, high = DEFAULTS[Method.SFT].lr_range or (1e-4, 5e-4)
