@@ -49,7 +49,8 @@ class LrAdvice:
         """The range as JSON fields (None when the calibration carries no measurements)."""
         r = self.range
         return None if r is None else {
-            "low": r.low, "high": r.high, "max_predicted_regret": r.tolerance, "regret_slope_per_log_lr": r.regret_slope,
+            "low": r.low, "high": r.high, "max_predicted_regret": r.tolerance,
+            "regret_slope_per_log_lr": r.regret_slope,
             "measured_low": r.measured_low, "measured_high": r.measured_high, "measured_on": r.measured_on,
             "beyond_measured": r.beyond_measured, "note": r.describe()}
 
