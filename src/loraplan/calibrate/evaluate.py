@@ -91,8 +91,10 @@ class Evaluation:
     nested_shapes: tuple[str, ...] = ()  # the shapes the folds chose, distinct
 
     def _in_range(self, lr_in_range: str) -> tuple[Summary | None, tuple[str, ...]]:
-        inside = {r.model: r for r in self.rows if getattr(r, lr_in_range)}
-        outside = tuple(r.model for r in self.rows if r.model not in inside)
+        scored = [r for r in self.rows if not math.isnan(r.fitted_lr if lr_in_range == "fitted_in_range"
+                                                         else r.in_sample_lr)]
+        inside = {r.model: r for r in scored if getattr(r, lr_in_range)}
+        outside = tuple(r.model for r in scored if r.model not in inside)
         regret = "fitted_regret" if lr_in_range == "fitted_in_range" else "in_sample_regret"
         return (_summary({m: getattr(r, regret) for m, r in inside.items()}) if inside else None), outside
 
@@ -113,14 +115,20 @@ def groups_of(models: Sequence[str], facts: Mapping[str, ModelFacts]) -> dict[st
 
 
 def _summary(regrets: Mapping[str, float]) -> Summary:
+    regrets = {m: r for m, r in regrets.items() if not math.isnan(r)}
+    if not regrets:
+        return Summary(math.nan, math.nan, "-", 0)
     worst = max(regrets, key=lambda m: regrets[m])
     return Summary(sum(regrets.values()) / len(regrets), regrets[worst], worst, len(regrets))
 
 
 def leave_one_group_out(models: Sequence[str], facts: Mapping[str, ModelFacts], optima: Mapping[str, Optimum],
                         shape: RuleShape) -> dict[str, tuple[float, bool]]:
-    """Model -> (LR from the rule fitted without its group, whether its family had data)."""
+    """Model -> (LR from the rule fitted without its group, whether its family had data); NaN when the
+    sweep has one group only (nothing is left to fit on)."""
     groups = groups_of(models, facts)
+    if len(set(groups.values())) < 2:
+        return {m: (math.nan, False) for m in models}
     out: dict[str, tuple[float, bool]] = {}
     for group in dict.fromkeys(groups.values()):
         held = [m for m in models if groups[m] == group]
@@ -181,6 +189,8 @@ def evaluate(curves: Mapping[str, Curve], facts: Mapping[str, ModelFacts],
     `nested` also scores that choice honestly (about 20x the work)."""
     models = list(curves)
     optima = {m: optimum(curves[m]) for m in models}
+    if len(set(groups_of(models, facts).values())) < 2:
+        shapes, nested = shapes[:1], False  # one architecture: no size term to fit, no fold to score it on
     shape, tried = _choose_shape(models, curves, facts, optima, shapes)
     logo = next(t[3] for t in tried if t[2] is shape)
     rule = fit_rule(models, facts, optima, shape)

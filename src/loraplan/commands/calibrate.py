@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,8 @@ def register(app: typer.Typer) -> None:
 
 
 def calibrate(
-    sweeps: Annotated[list[str], typer.Argument(help="sweep files: tinker-cookbook sft_sweep .md, .csv or .jsonl")],
+    sweeps: Annotated[list[str], typer.Argument(help="sweep files (tinker-cookbook sft_sweep .md, .csv, .jsonl) or "
+                                                      "`loraplan sweep` store folders")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="calibration TOML to write")] = None,
     evaluate_out: Annotated[bool, typer.Option(
         "--evaluate", help="print the leave-one-group-out table and the nested score (shape chosen in each fold)",
@@ -58,6 +60,8 @@ def calibrate(
 
 
 def _pct(value: float | None) -> str:
+    if value is not None and math.isnan(value):
+        return "n/a"
     return "not covered" if value is None else f"{100 * value:.2f}%"
 
 
