@@ -38,3 +38,21 @@ def synthetic(trial: dict[str, Any], common: dict[str, Any], report: Any) -> dic
             fh.write(trial["key"] + "\n")
     return {"metric": final, "losses": losses, "eval_curve": [[0, final + 1.0], [steps, final]],
             "tokens_per_s": 1000.0}
+
+
+def slow(executions: str, sleep_s: float = 2.0) -> Any:
+    """The synthetic objective, `sleep_s` per trial, logging each finished execution to `executions`."""
+
+    def objective(trial: dict[str, Any], common: dict[str, Any], report: Any) -> dict[str, Any]:
+        return synthetic(trial, {**common, "sleep_s": sleep_s, "executions": executions}, report)
+
+    return objective
+
+
+def failing(raise_above: float) -> Any:
+    """The synthetic objective, raising at `raise_above` and every larger LR."""
+
+    def objective(trial: dict[str, Any], common: dict[str, Any], report: Any) -> dict[str, Any]:
+        return synthetic(trial, {**common, "raise_above": raise_above}, report)
+
+    return objective

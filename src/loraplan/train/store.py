@@ -35,7 +35,7 @@ class SweepStore:
     """One sweep's folder: its spec, its rows, Tune's experiments (one per round)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser().absolute()  # Tune needs an absolute storage path
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: exists and is not a folder; give --store a folder")
 

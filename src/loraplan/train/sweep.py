@@ -28,6 +28,7 @@ there). A trial asks for one GPU when the cluster has any, else for CPUs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -313,6 +314,8 @@ def _run_round(store: SweepStore, number: int, trials: list[dict[str, Any]], com
             reuse_actors=True, trial_dirname_creator=trial_dirname), run_config=tune.RunConfig(
             name=folder.name, storage_path=str(store.path), verbose=0, callbacks=[callback],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+    # Tune warns when it cannot re-read per-trial result files after a restore; the store has the results.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     grid = tuner.fit()
     for result in grid:  # anything the callback missed (e.g. it ran in a driver that was killed)
         trial = result.config["trial"] if result.config else None
