@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ray import cloudpickle  # noqa: E402
+from ray import cloudpickle
 
-import tests.sweep_objectives as objectives  # noqa: E402
-from loraplan.train.sweep import SweepSpec, run_sweep  # noqa: E402
+import tests.sweep_objectives as objectives
+from loraplan.train.sweep import SweepSpec, run_sweep
 
 cloudpickle.register_pickle_by_value(objectives)
 LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)

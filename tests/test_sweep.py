@@ -22,10 +22,10 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-import tests.sweep_objectives as objectives  # noqa: E402
-from loraplan.calibrate.store import CSV_COLUMNS  # noqa: E402
-from loraplan.train.sweep import SweepSpec, run_sweep  # noqa: E402
-from loraplan.train.sweep_fit import summarize  # noqa: E402
+import tests.sweep_objectives as objectives
+from loraplan.calibrate.store import CSV_COLUMNS
+from loraplan.train.sweep import SweepSpec, run_sweep
+from loraplan.train.sweep_fit import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)

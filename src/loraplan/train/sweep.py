@@ -28,6 +28,7 @@ there). A trial asks for one GPU when the cluster has any, else for CPUs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -412,7 +413,7 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, address: str | None = 
 def _grid_step(lrs: list[float]) -> float:
     """The adaptive step: the median ratio of neighbouring grid LRs (x3 for a one-LR grid)."""
     values = sorted(set(lrs))
-    ratios = sorted(b / a for a, b in zip(values, values[1:], strict=False))
+    ratios = sorted(b / a for a, b in itertools.pairwise(values))
     return ratios[len(ratios) // 2] if ratios else 3.0
 
 

@@ -13,6 +13,7 @@ LoRA/full ratio: each rank's optimum over full fine-tuning's, next to the doctri
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ def summarize(rows: Iterable[TrialRow]) -> SweepSummary:
     curves = tuple(fit_curve(m, r, pts) for (m, r), pts in sorted(groups.items(), key=lambda kv: (kv[0][0] != "full",
                                                                                                    kv[0][1])))
     all_lrs = sorted({lr for c in curves if c.method == "lora" for lr in c.lrs})
-    step = max((b / a for a, b in zip(all_lrs, all_lrs[1:], strict=False)), default=1.0)
+    step = max((b / a for a, b in itertools.pairwise(all_lrs)), default=1.0)
     optima = [c.optimum for c in curves if c.method == "lora" and c.optimum is not None]
     spread = max(optima) / min(optima) if len(optima) >= 2 else None
     full = next((c for c in curves if c.method == "full" and c.optimum is not None), None)
