@@ -29,7 +29,9 @@ from transformers import TrainerCallback
 logger = logging.getLogger("loraplan.train.health")
 
 # Thresholds on ||s B A||_F / ||W||_F (the relative size of the learned update), each with its reason.
-EXPLODE_RATIO = 1.0  # the update is as large as the pretrained weight itself: the base model is overwritten
+# The update is three times the size of the weight it adapts: the base weight no longer dominates the layer.
+# (1x would flag healthy fits of randomly initialised test models, whose weights are small; 3x never is healthy.)
+EXPLODE_RATIO = 3.0
 EXPLODE_GROWTH = 3.0  # the update norm tripled between consecutive checks for `EXPLODE_STREAK` checks running
 EXPLODE_STREAK = 3
 FLAT_RATIO = 1e-5  # after `FLAT_AFTER` checks the update is still below 1e-5 of the weight: the LR does nothing

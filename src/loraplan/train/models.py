@@ -143,13 +143,21 @@ def shrunk_config(config: dict[str, Any], layers: int | None, hidden: int | None
                 text[key] = max(8, round(value * hidden / old))
         heads = int(text.get("num_attention_heads", 1))
         kv = int(text.get("num_key_value_heads") or heads)
-        group = max(1, heads // kv)
-        new_heads = max(group, min(heads, hidden // 16) // group * group)
+        new_heads, new_kv = _heads(hidden, heads, max(1, heads // kv))
         text["num_attention_heads"] = new_heads
-        text["num_key_value_heads"] = max(1, new_heads // group)
+        text["num_key_value_heads"] = new_kv
         if "head_dim" in text:
             text["head_dim"] = hidden // new_heads
     return config
+
+
+def _heads(hidden: int, heads: int, group: int) -> tuple[int, int]:
+    """(query heads, KV heads) for a narrow model: head size even and >= 16, grouping kept when it fits."""
+    for g in (group, 1):
+        for count in range(min(heads, hidden // 16), 0, -1):
+            if count % g == 0 and hidden % count == 0 and (hidden // count) % 2 == 0:
+                return count, count // g
+    return 1, 1
 
 
 def _random_model(ref: ModelRef, bundle: TokenizerBundle, dtype: Any) -> Any:

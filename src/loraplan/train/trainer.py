@@ -75,7 +75,8 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
     model = copy.deepcopy(base)
     model.config.use_cache = False
     if setup.is_lora:
-        model = _with_lora(model, setup)
+        with _quiet(transformers):
+            model = _with_lora(model, setup)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     from loraplan.train.health import LoraHealthCallback
@@ -242,12 +243,17 @@ def _versions() -> dict[str, str]:
 @contextlib.contextmanager
 def _quiet(transformers: Any) -> Any:
     """Keep transformers' info chatter off the user's terminal during a trial (warnings still show)."""
+    import warnings
+
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     previous = logging.getLogger("accelerate").level
     logging.getLogger("accelerate").setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+            yield
     finally:
         transformers.logging.set_verbosity(verbosity)
         logging.getLogger("accelerate").setLevel(previous)
