@@ -148,3 +148,36 @@ def test_sigkill_of_the_driver_then_resume_records_every_trial_once(ray_address:
     assert len(keys) == len(set(keys)) == 10  # every trial in the store, exactly once
     runs = Counter(executions.read_text().split())
     assert all(runs[k] == 1 for k in before), runs  # a trial finished before the kill never ran again
+
+
+def test_report_is_one_self_contained_html_file(planted: object, tmp_path: Path) -> None:
+    from loraplan.train.sweep_report import write_report
+
+    page = tmp_path / "sweep.html"
+    write_report(page, planted, {"lr": 6e-4, "lr_full_ft": 6e-5, "rule": "r", "answered_by": "a"})
+    text = page.read_text()
+    assert text.count('src="data:image/png;base64,') == 3  # loss vs step, loss vs LR, LoRA vs full
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert "LoRA rank 4 / full fine-tuning: 10.0x (rules: 10x)" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--lrs", ","], "--lrs is empty"),
+    (["--lrs", "-1e-4"], "learning rates must be positive"),
+    (["--ranks", ""], "--ranks is empty"),
+    (["--steps", "0"], "--steps must be at least 1"),
+])
+def test_bad_grid_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-m", "loraplan", "sweep", "meta-llama/Llama-3.2-1B", "--data",
+                           str(ROOT / "examples" / "chat.jsonl"), *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_model_is_one_line_and_exit_2() -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-m", "loraplan", "sweep", "no-such-org/no-such-model", "--data",
+                           str(ROOT / "examples" / "chat.jsonl")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no-such-org/no-such-model" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -50,6 +50,7 @@ def _rule_lines(rule: FittedRule, intercept: float, provenance: str, models: Seq
                 rows: Sequence[ModelScore]) -> list[str]:
     slopes = rule.slopes
     slope = _median_slope(rows)
+    censored = [r.model for r in rows if r.censored]
     return [
         f"base = {_value(math.exp(intercept) / LORA_MULTIPLIER)}",
         f"exponent = {_value(-slopes.get('hidden', 0.0) + 0.0)}",
@@ -62,6 +63,7 @@ def _rule_lines(rule: FittedRule, intercept: float, provenance: str, models: Seq
         f"provenance = {_value(provenance)}",
         f"models = {_value(list(models))}",
         *([f"regret_slope = {_value(slope)}"] if slope is not None else []),
+        *([f"censored_models = {_value(censored)}"] if censored else []),
     ]
 
 
@@ -73,8 +75,9 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     how = (f"fitted by `loraplan calibrate` on {names} ({n_models} models): least squares of each model's best "
            f"swept LR in log(lr), weighted by regret slope squared, grid ends censored, family offsets shrunk; "
            f"rule shape `{evaluation.shape.name}`, chosen by leave-one-group-out regret")
-    provenance = (f"fitted by `loraplan calibrate` on {names} ({n_models} models; leave-one-group-out regret "
-                  f"mean {evaluation.logo.mean:.2%}, max {evaluation.logo.max:.2%})")
+    score = ("leave-one-group-out not possible with one architecture" if math.isnan(evaluation.logo.mean) else
+             f"leave-one-group-out regret mean {evaluation.logo.mean:.2%}, max {evaluation.logo.max:.2%}")
+    provenance = f"fitted by `loraplan calibrate` on {names} ({n_models} models; {score})"
     rows = {r.model: r for r in evaluation.rows}
     lines = [
         f"# Written by `loraplan calibrate {' '.join(Path(f).name for f in sweep_files)}`; regenerate, do not edit.",

@@ -48,6 +48,7 @@ class ModelScore:
     swept_low: float = 0.0
     swept_high: float = math.inf
     regret_slope: float = 0.0  # regret per unit of log(lr) around the best swept LR (0: one LR swept)
+    censored: str | None = None  # `above` / `below`: the best swept LR is the grid's end, the optimum may lie beyond
 
     @property
     def fitted_in_range(self) -> bool:
@@ -206,6 +207,7 @@ def evaluate(curves: Mapping[str, Curve], facts: Mapping[str, ModelFacts],
             published_lr=pub, published_regret=None if pub is None else curves[m].regret(pub),
             constant_regret=curves[m].regret(constant),
             swept_low=curves[m].lrs[0], swept_high=curves[m].lrs[-1], regret_slope=math.sqrt(optima[m].weight),
+            censored=optima[m].censored,
         ))
     nested_regrets, nested_chosen = (nested_leave_one_group_out(curves, facts, optima, shapes) if nested
                                      else ({}, []))

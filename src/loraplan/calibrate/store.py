@@ -110,7 +110,7 @@ def facts_reference(store: Path, row: TrialRow) -> str:
     """What `calibrate` looks the model's facts up by: the store's model/ folder, else the reference itself."""
     config = row.get("model_config")
     if config:
-        return str((store / config).resolve().parent)
+        return str((store / config).absolute().parent)
     return row["model"]
 
 

@@ -96,16 +96,25 @@ def _payload(result: Evaluation, output: Path | None, plot: Path | None, rows: b
 
 
 def _render_table(result: Evaluation) -> None:
-    rows = [[r.model, r.group if r.group != r.model else "", r.family,
-             f"{r.fitted_lr:.3g}" + ("" if r.fitted_by_family else " (x-family)"), _pct(r.fitted_regret),
+    rows = [[r.model, r.group if r.group != r.model else "", r.family, _fitted(r.fitted_lr, r.fitted_by_family),
+             _pct(r.fitted_regret),
              "-" if r.published_lr is None else f"{r.published_lr:.3g}", _pct(r.published_regret),
-             _pct(r.constant_regret), _swept(r.swept_low, r.swept_high, r.fitted_in_range)] for r in result.rows]
+             _pct(r.constant_regret), _swept(r.swept_low, r.swept_high, r.fitted_in_range, r.fitted_lr)]
+            for r in result.rows]
     console.print(table(f"Leave-one-group-out ({result.shape.name}); regret = (f(lr) - min f) / min f",
                         ["model", "group (held out with)", "family", "fitted LR", "regret", "published LR",
                          "regret", f"constant {result.constant_lr:g}", "swept LRs (fitted LR inside?)"], rows))
 
 
-def _swept(low: float, high: float, inside: bool) -> str:
+def _fitted(lr: float, by_family: bool) -> str:
+    if math.isnan(lr):
+        return "n/a (one architecture)"
+    return f"{lr:.3g}" + ("" if by_family else " (x-family)")
+
+
+def _swept(low: float, high: float, inside: bool, lr: float) -> str:
+    if math.isnan(lr):
+        return f"{low:.3g}-{high:.3g}"
     return f"{low:.3g}-{high:.3g} " + ("yes" if inside else "NO: regret not measured")
 
 

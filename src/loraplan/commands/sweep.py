@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loraplan.cli import JsonOpt, TrustOpt
+from loraplan.cli import JsonOpt
+from loraplan.commands.train_inputs import (
+    BatchOpt,
+    DataOpt,
+    HiddenOpt,
+    LayersOpt,
+    ModelOpt,
+    RandomOpt,
+    SeqLenOpt,
+    StepsOpt,
+    TargetArg,
+    TokenizerOpt,
+    resolve,
+)
 from loraplan.output import console, emit_json, table
 
 if TYPE_CHECKING:
@@ -23,15 +37,15 @@ def register(app: typer.Typer) -> None:
 
 
 def sweep(
-    target: Annotated[str, typer.Argument(help="a trainer config (its setup and model) or a model reference")],
-    data: Annotated[list[str], typer.Option("--data", help="training data (any format `tokens` reads)")],
+    target: TargetArg,
+    data: DataOpt = None,  # type: ignore[assignment]  # required; checked with a one-line message
     lrs: Annotated[str, typer.Option("--lrs", help="LoRA learning rates, comma-separated")] = DEFAULT_LRS,
     ranks: Annotated[str, typer.Option("--ranks", help="LoRA ranks, comma-separated")] = DEFAULT_RANKS,
     full_finetune_too: Annotated[bool, typer.Option("--full-finetune-too",
                                                     help="also sweep full fine-tuning (LRs: --full-lrs)")] = False,
     full_lrs: Annotated[str | None, typer.Option("--full-lrs", help="full fine-tuning LRs (default: --lrs / 10)")
                         ] = None,
-    steps: Annotated[int, typer.Option("--steps", help="optimizer steps per trial")] = 50,
+    steps: StepsOpt = 50,
     adaptive: Annotated[bool, typer.Option("--adaptive", help="add LRs until every optimum is bracketed")] = False,
     max_rounds: Annotated[int, typer.Option("--max-rounds", help="search rounds with --adaptive")] = 4,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster: auto or ray://HOST:PORT "
@@ -40,36 +54,36 @@ def sweep(
     resume: Annotated[bool, typer.Option("--resume", help="continue the sweep in --store (re-running the "
                                          "same command does too)")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML report")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model to train (default: the config's)")] = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="tokenizer (default: the model's)")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="sequences per step")] = None,
-    seq_len: Annotated[int | None, typer.Option("--seq-len", min=1, help="truncate sequences (tokens)")] = None,
-    random_init: Annotated[bool, typer.Option("--random-init", help="the architecture with random weights")] = False,
-    layers: Annotated[int | None, typer.Option("--layers", min=1, help="shrink a --random-init model")] = None,
-    hidden: Annotated[int | None, typer.Option("--hidden", min=8, help="shrink a --random-init model")] = None,
+    model: ModelOpt = None,
+    tokenizer: TokenizerOpt = None,
+    batch_size: BatchOpt = None,
+    seq_len: SeqLenOpt = None,
+    random_init: RandomOpt = False,
+    layers: LayersOpt = None,
+    hidden: HiddenOpt = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", help="trial seed (repeat for several)")] = None,
     gpus_per_trial: Annotated[float | None, typer.Option("--gpus-per-trial", min=0.0,
                                                          help="GPUs per trial where the cluster has GPUs "
                                                          "(default 1; 0 = CPU only)")] = None,
     cpus_per_trial: Annotated[int, typer.Option("--cpus-per-trial", min=1, help="CPUs per trial without GPUs")] = 1,
-    trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Sweep LR x rank (and full fine-tuning) with the trial engine on Ray Tune; fit each optimum."""
     from loraplan.train.sweep import FULL_OVER_LORA, SweepSpec, run_sweep
 
-    setup_model, config = _target(target, model)
     lora_lrs = _floats(lrs, "--lrs")
-    spec = SweepSpec(
-        model=setup_model, data=tuple(data), lrs=lora_lrs, ranks=_ints(ranks, "--ranks"),
+    grid = SweepSpec(
+        model=target, data=tuple(data or ()), lrs=lora_lrs, ranks=_ints(ranks, "--ranks"),
         full_lrs=(_floats(full_lrs, "--full-lrs") if full_lrs else tuple(float(f"{v * FULL_OVER_LORA:.6g}")
                                                                          for v in lora_lrs))
         if full_finetune_too else (),
         steps=steps, seeds=tuple(seed or (0,)), tokenizer=tokenizer, batch_size=batch_size, seq_len=seq_len,
-        random_init=random_init, layers=layers, hidden=hidden, trust_remote_code=trust_remote_code,
-        config=config, adaptive=adaptive, max_rounds=max_rounds)
-    spec.validate()
-    _check_inputs(spec)
+        random_init=random_init, layers=layers, hidden=hidden, adaptive=adaptive, max_rounds=max_rounds)
+    grid.validate()  # the numbers first: nothing is loaded for a typo
+    _check_data(grid.data)
+    inputs = resolve(target, model, list(grid.data), tokenizer, random_init, layers, hidden, seq_len)
+    spec = replace(grid, model=inputs.model.reference, setup=inputs.setup.model_dump(mode="json"),
+                   source=inputs.source)
     folder = store or Path("sweeps") / _slug(spec)
     outcome = run_sweep(spec, folder, address=address, resume=resume, gpus_per_trial=gpus_per_trial,
                         cpus_per_trial=cpus_per_trial, echo=not json_out)
@@ -120,41 +134,18 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
-CONFIG_SUFFIXES = (".yaml", ".yml", ".py", ".sh")
+def _check_data(data: tuple[str, ...]) -> None:
+    """A missing local data file is one line before any model or Ray starts (hub data sets pass through)."""
+    import glob
+    import os
 
-
-def _target(target: str, model: str | None) -> tuple[str, str | None]:
-    """(model reference, trainer config path or None): a config's model unless --model says otherwise."""
     from loraplan.errors import LoraplanError
 
-    path = Path(target).expanduser()
-    is_config = path.is_file() and (path.suffix.lower() in CONFIG_SUFFIXES or (
-        path.suffix.lower() == ".json" and path.name != "config.json"))
-    if not is_config:
-        return model or target, None
-    from loraplan.formats.detect import read_config
-
-    setup = read_config(path).setup
-    chosen = model or setup.model
-    if not chosen:
-        raise LoraplanError(f"{path}: the config names no base model; pass --model MODEL")
-    return chosen, str(path.resolve())
-
-
-def _check_inputs(spec: SweepSpec) -> None:
-    """Fail before Ray starts: an unknown model or a missing data file is one line, exit 2."""
-    from loraplan.errors import LoraplanError, ModelNotFoundError
-
-    if spec.model.lower().endswith(".gguf"):
-        if not Path(spec.model).expanduser().is_file():
-            raise ModelNotFoundError(f"{spec.model}: no such GGUF file")
-    else:
-        from loraplan.arch.sources import load_architecture
-
-        load_architecture(spec.model, spec.trust_remote_code)
-    for item in spec.data:
-        looks_local = item.startswith((".", "/", "~")) or Path(item).suffix or item.count("/") != 1
-        if looks_local and not any(Path().glob(item)) and not Path(item).expanduser().exists():
+    if not data:
+        raise LoraplanError("--data is required (the file to train on)")
+    for item in data:
+        local = item.startswith((".", "/", "~")) or bool(Path(item).suffix) or item.count("/") != 1
+        if local and not glob.glob(os.path.expanduser(item)):
             raise LoraplanError(f"--data {item}: no such file")
 
 

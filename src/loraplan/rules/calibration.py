@@ -15,6 +15,7 @@ Format (TOML):
     provenance = "tinker-cookbook hyperparam_utils"
     models = ["meta-llama/Llama-3.1-8B"]       # optional: models the rule was fitted on
     regret_slope = 0.011        # optional: median regret per unit of log(lr) of the fitted curves
+    censored_models = []        # optional: models whose best swept LR was the grid's end
     [families.llama.fit]        # optional: fit quality, shown in explanations
     mean_regret = 0.0057
     [families.llama.swept_lr]   # optional: lowest and highest LR swept per model (where the rule was measured)
@@ -69,6 +70,7 @@ class FamilyRule:
     hybrid_active_params_exponent: float | None = None
     regret_slope: float | None = None
     swept_lr: dict[str, tuple[float, float]] = field(default_factory=dict)
+    censored_models: tuple[str, ...] = ()  # best swept LR at the grid's end: the optimum may lie beyond
 
     def _active_exponent(self, hybrid: bool) -> float:
         if hybrid and self.hybrid_active_params_exponent is not None:
@@ -205,9 +207,7 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
     fit = table.get("fit", {})
     if not isinstance(fit, dict):
         raise CalibrationError(f"{where}.fit: must be a table")
-    models = table.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise CalibrationError(f"{where}: `models` must be a list of model ids")
+    models = _model_list(table, "models", where)
     multipliers = {key: _number(table, key, where, 1.0) for key in ("hybrid_multiplier", "moe_multiplier")}
     slope = _number(table, "regret_slope", where) if "regret_slope" in table else None
     if slope is not None and slope <= 0:
@@ -226,11 +226,19 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
         moe_multiplier=multipliers["moe_multiplier"],
         lora_multiplier=_number(table, "lora_multiplier", where, 10.0),
         provenance=str(table.get("provenance", "")),
-        models=tuple(models),
+        models=models,
         fit={k: float(v) for k, v in fit.items() if isinstance(v, int | float) and not isinstance(v, bool)},
         regret_slope=slope,
         swept_lr=_swept(table.get("swept_lr", {}), f"{where}.swept_lr"),
+        censored_models=_model_list(table, "censored_models", where),
     )
+
+
+def _model_list(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    models = table.get(key, [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise CalibrationError(f"{where}: `{key}` must be a list of model ids")
+    return tuple(models)
 
 
 def _swept(table: Any, where: str) -> dict[str, tuple[float, float]]:

@@ -16,6 +16,7 @@ rule's own error adds to it: the range is a guide to how sharp the optimum is, n
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from loraplan.rules.calibration import FamilyRule
@@ -45,6 +46,7 @@ class LrRange:
     measured_on: str
     beyond_measured: bool
     slope_on: str = ""
+    at_grid_edge: bool = False  # the model's own best swept LR was the end of its grid
     tolerance: float = REGRET_TOLERANCE
 
     def scaled(self, factor: float) -> LrRange:
@@ -52,7 +54,7 @@ class LrRange:
         return LrRange(self.lr * factor, None if self.low is None else self.low * factor,
                        None if self.high is None else self.high * factor, self.regret_slope,
                        self.measured_low, self.measured_high, self.measured_on, self.beyond_measured,
-                       self.slope_on, self.tolerance)
+                       self.slope_on, self.at_grid_edge, self.tolerance)
 
     def describe(self) -> str:
         """One sentence: the supported range, then the extrapolation warning when it applies."""
@@ -64,14 +66,24 @@ class LrRange:
         if self.beyond_measured and self.measured_low is not None and self.measured_high is not None:
             parts.append(f"extrapolated beyond the measured range ({self.measured_on} swept "
                          f"{self.measured_low:.3g}-{self.measured_high:.3g}); {SWEEP_HINT}")
+        elif self.at_grid_edge:
+            parts.append(f"{self.measured_on}'s best swept LR is the end of its grid, so the optimum may lie beyond; "
+                         "run `loraplan sweep --adaptive` to bracket it")
         return "; ".join(parts)
+
+
+def _same_model(swept: str, model_id: str | None) -> bool:
+    """Ids compare case-insensitively; a store's local model folder is recorded as an absolute path."""
+    if not model_id:
+        return False
+    return swept.lower() == model_id.lower() or (os.path.isabs(swept) and swept == os.path.abspath(model_id))
 
 
 def supported_range(rule: FamilyRule, lr: float, model_id: str | None = None) -> LrRange | None:
     """The range for `lr` answered by `rule` (None when the rule carries neither a slope nor swept LRs)."""
     if rule.regret_slope is None and not rule.swept_lr:
         return None
-    own = next((pair for m, pair in rule.swept_lr.items() if model_id and m.lower() == model_id.lower()), None)
+    own = next((pair for m, pair in rule.swept_lr.items() if _same_model(m, model_id)), None)
     if own is not None:
         measured: tuple[float, float] | None = own
         whose = str(model_id)
@@ -86,4 +98,5 @@ def supported_range(rule: FamilyRule, lr: float, model_id: str | None = None) ->
         low, high = lr * math.exp(-half_width), lr * math.exp(half_width)
     beyond = measured is not None and not (measured[0] * (1 - 1e-9) <= lr <= measured[1] * (1 + 1e-9))
     slope_on = "every model's sweep" if rule.family == "default" else f"the {rule.family} models' sweeps"
-    return LrRange(lr, low, high, rule.regret_slope, *(measured or (None, None)), whose, beyond, slope_on)
+    edge = own is not None and any(_same_model(m, model_id) for m in rule.censored_models)
+    return LrRange(lr, low, high, rule.regret_slope, *(measured or (None, None)), whose, beyond, slope_on, edge)

@@ -63,7 +63,8 @@ class SweepSpec:
     """What to sweep; everything `sweep.json` records so a resumed sweep can be checked against it.
 
     model: reference (catalogue id, folder, config.json, hub id, .gguf); random_init/layers/hidden as in ModelRef.
-    config: a trainer config whose TrainingSetup the trials start from (None: the engine's defaults).
+    setup: the TrainingSetup (JSON) every trial starts from: a user's config, or plan's setup for the model
+        (None: the engine's defaults); source says which.
     data / tokenizer: as the trial engine takes them.
     lrs: LoRA LRs; ranks: LoRA ranks; full_lrs: full fine-tuning LRs (empty: no full fine-tuning).
     steps / batch_size / seq_len / seeds: per trial.
@@ -84,7 +85,8 @@ class SweepSpec:
     layers: int | None = None
     hidden: int | None = None
     trust_remote_code: bool = False
-    config: str | None = None
+    setup: dict[str, Any] | None = None
+    source: str = ""
     adaptive: bool = False
     max_rounds: int = DEFAULT_MAX_ROUNDS
 
@@ -141,14 +143,11 @@ class SweepOutcome:
 def engine_objective(trial: dict[str, Any], common: dict[str, Any],
                      report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """One trial through loraplan's trial engine; step reports go to Tune."""
+    from loraplan.setup import TrainingSetup
     from loraplan.train.engine import TrialSpec, default_setup, run_trial
     from loraplan.train.models import ModelRef
 
-    setup = default_setup()
-    if common.get("config"):
-        from loraplan.formats.detect import read_config
-
-        setup = read_config(common["config"]).setup
+    setup = TrainingSetup.model_validate(common["setup"]) if common.get("setup") else default_setup()
     spec = TrialSpec(
         setup=setup,
         model=ModelRef(common["model"], common["random_init"], common["layers"], common["hidden"],

@@ -60,7 +60,7 @@ def _final_vs_lr(outcome: SweepOutcome, rules: dict[str, Any] | None, methods: t
         finite = [(lr, loss) for lr, loss in zip(curve.lrs, curve.losses, strict=True) if math.isfinite(loss)]
         if not finite:
             continue
-        line = ax.plot(*zip(*finite, strict=True), "o-", ms=4, lw=1.2, label=curve.label,
+        line = ax.plot(*zip(*finite, strict=True), marker="o", ms=4, lw=1.2, label=curve.label,
                        ls="--" if curve.method == "full" else "-")[0]
         if curve.optimum is not None:
             ax.axvline(curve.optimum, color=line.get_color(), lw=0.8, ls=":")
