@@ -172,10 +172,21 @@ def rules_lr(spec: SweepSpec, outcome: SweepOutcome) -> dict[str, Any] | None:
     return {"lr": advice.lr, "lr_full_ft": advice.lr_full_ft, "rule": advice.rule, "answered_by": advice.answered_by}
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no inf/NaN: a diverged loss is null (its row keeps status and key)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def payload(outcome: SweepOutcome, rules: dict[str, Any] | None, report: Path | None) -> dict[str, Any]:
-    return {"store": str(outcome.store), "resumed": outcome.resumed, "rounds": outcome.rounds,
+    return _finite({"store": str(outcome.store), "resumed": outcome.resumed, "rounds": outcome.rounds,
             "wall_s": outcome.wall_s, "trials": outcome.rows, "summary": outcome.summary.as_dict(),
-            "rules": rules, "notes": outcome.notes, "report": str(report) if report else None}
+            "rules": rules, "notes": outcome.notes, "report": str(report) if report else None})
 
 
 def _lr(value: float | None) -> str:

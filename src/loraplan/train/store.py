@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -114,6 +113,44 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return value
     return value
+
+
+def keep_model_config(store: SweepStore, model: str, random_init: bool, layers: int | None, hidden: int | None,
+                      tokenizer: str | None, trust_remote_code: bool = False) -> str | None:
+    """Keep the trained model's config.json in the store (random-init: the shrunk one), so `calibrate`
+    reads its facts; None when the reference itself is a catalogue id or a folder with a config."""
+    if not (random_init or model.lower().endswith(".gguf")):
+        return None
+    target = store.model_dir / "config.json"
+    if not target.is_file():
+        try:
+            config = _trained_config(model, random_init, layers, hidden, tokenizer, trust_remote_code)
+        except (LoraplanError, OSError, ValueError) as exc:  # the sweep still runs; calibrate will say why
+            from loraplan.output import err_console
+
+            err_console.print(f"warning: the store keeps no model config ({exc}); `calibrate` needs the model's "
+                              "facts", highlight=False)
+            return None
+        store.model_dir.mkdir(exist_ok=True)
+        write_atomic(target, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return f"{MODEL_DIR}/config.json"
+
+
+def _trained_config(model: str, random_init: bool, layers: int | None, hidden: int | None, tokenizer: str | None,
+                    trust_remote_code: bool) -> dict[str, Any]:
+    from loraplan.train.models import ModelRef, load_tokenizer_for, shrunk_config, vocab_size
+
+    ref = ModelRef(model, random_init, layers, hidden, trust_remote_code)
+    path = Path(model).expanduser()
+    if ref.is_gguf:
+        from loraplan.errors import require
+
+        transformers: Any = require("transformers", "train", "reading a GGUF model")
+        return transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
+    from loraplan.arch.sources import catalog, load_config_file
+
+    entry = catalog().get(model.lower())
+    source = entry.path if entry is not None else (path / "config.json" if path.is_dir() else path)
+    bundle, _ = load_tokenizer_for(ref, tokenizer)
+    return shrunk_config(load_config_file(source), layers, hidden, vocab_size(bundle))

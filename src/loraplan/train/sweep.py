@@ -33,15 +33,14 @@ import logging
 import math
 import os
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loraplan.calibrate.store import MODEL_DIR, TrialRow
+from loraplan.calibrate.store import TrialRow
 from loraplan.errors import LoraplanError, require
-from loraplan.train.store import SweepStore, trial_key
+from loraplan.train.store import SweepStore, keep_model_config, trial_key
 from loraplan.train.sweep_fit import SweepSummary, next_lrs, summarize
 
 OBJECT_STORE_BYTES = 80 * 2**20  # Ray's minimum is 75 MiB; trials pass only small dicts through it
@@ -331,46 +330,6 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.config["trial"]["key"])
 
 
-def _model_config(spec: SweepSpec, store: SweepStore) -> str | None:
-    """Keep the trained model's config.json in the store (random-init: the shrunk one) so `calibrate`
-    can read its facts; None when the reference itself is a catalogue id or a folder with a config."""
-    if not (spec.random_init or spec.model.lower().endswith(".gguf")):
-        return None
-    target = store.model_dir / "config.json"
-    if target.is_file():
-        return f"{MODEL_DIR}/config.json"
-    try:
-        config = _trained_config(spec)
-    except Exception as exc:  # the sweep still runs; calibrate will say the model is unknown
-        traceback.print_exception(exc, limit=1)
-        return None
-    import json
-
-    from loraplan.formats.base import write_atomic
-
-    store.model_dir.mkdir(exist_ok=True)
-    write_atomic(target, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return f"{MODEL_DIR}/config.json"
-
-
-def _trained_config(spec: SweepSpec) -> dict[str, Any]:
-    from loraplan.train.models import ModelRef, load_tokenizer_for, shrunk_config, vocab_size
-
-    ref = ModelRef(spec.model, spec.random_init, spec.layers, spec.hidden, spec.trust_remote_code)
-    if ref.is_gguf:
-        import transformers
-
-        path = Path(spec.model).expanduser()
-        return transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
-    from loraplan.arch.sources import catalog, load_config_file
-
-    entry = catalog().get(spec.model.lower())
-    path = Path(spec.model).expanduser()
-    source = entry.path if entry is not None else (path / "config.json" if path.is_dir() else path)
-    bundle, _ = load_tokenizer_for(ref, spec.tokenizer)
-    return shrunk_config(load_config_file(source), spec.layers, spec.hidden, vocab_size(bundle))
-
-
 def run_sweep(spec: SweepSpec, store_path: str | Path, *, address: str | None = None, resume: bool = False,
               objective: Objective | None = None, gpus_per_trial: float | None = None, cpus_per_trial: int = 1,
               echo: bool = True, model_name: str | None = None) -> SweepOutcome:
@@ -381,7 +340,8 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, address: str | None = 
     if resume and not store.spec_file.is_file():
         raise SweepError(f"--resume: {store.path} holds no sweep to resume")
     existed = store.open(spec.as_dict())
-    model_config = _model_config(spec, store) if objective is None else None
+    model_config = keep_model_config(store, spec.model, spec.random_init, spec.layers, spec.hidden, spec.tokenizer,
+                                     spec.trust_remote_code) if objective is None else None
     common = {**spec.as_dict(), "model_name": model_name or _describe(spec)}
     lrs_by_method = {"lora": list(spec.lrs), **({"full": list(spec.full_lrs)} if spec.full_lrs else {})}
     step = _grid_step(list(spec.lrs))
