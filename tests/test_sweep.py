@@ -86,6 +86,19 @@ def test_store_has_every_trial_once_and_reads_without_ray(planted: object) -> No
     assert (planted.store / "round-0" / "tuner.pkl").is_file()  # Tune's experiment sits beside the table
 
 
+def test_rerunning_a_finished_sweep_trains_nothing(planted: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import loraplan.train.sweep as sweep_module
+
+    def no_round(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished sweep ran a round again")
+
+    monkeypatch.setattr(sweep_module, "_run_round", no_round)
+    spec = SweepSpec(model="meta-llama/Llama-3.2-1B", data=("none",), lrs=GRID, ranks=(4, 32), steps=2,
+                     full_lrs=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3))
+    again = run_sweep(spec, planted.store, objective=objectives.synthetic, echo=False, resume=True)
+    assert again.resumed and again.rows == planted.rows
+
+
 def test_calibrate_reads_the_store_and_lr_answers_from_it(planted: object, tmp_path: Path) -> None:
     """The loop: sweep -> calibrate STORE -> lr MODEL --calibration cal.toml gives the measured optimum."""
     cal = tmp_path / "cal.toml"

@@ -37,8 +37,11 @@ def make_corpus(out: Path, pretrain_records: int) -> tuple[Path, Path]:
                         "--seed", "0"], check=True)
     lines = [ln for ln in corpus.read_text(encoding="utf-8").splitlines() if ln.strip()]
     pretrain, finetune = out / "pretrain.jsonl", out / "finetune.jsonl"
+    tail = lines[pretrain_records:pretrain_records + 400]
+    if len(tail) < 100:
+        raise SystemExit(f"the corpus has {len(lines)} records: lower --pretrain-records")
     pretrain.write_text("\n".join(lines[:pretrain_records]) + "\n", encoding="utf-8")
-    finetune.write_text("\n".join(lines[pretrain_records:pretrain_records + 600]) + "\n", encoding="utf-8")
+    finetune.write_text("\n".join(tail) + "\n", encoding="utf-8")
     return pretrain, finetune
 
 
@@ -129,7 +132,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pretrain-steps", type=int, default=400)
     parser.add_argument("--pretrain-lr", type=float, default=3e-3)
-    parser.add_argument("--pretrain-records", type=int, default=3000)
+    parser.add_argument("--pretrain-records", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--ranks", default="4,64")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "reproduce_10x.png")

@@ -264,7 +264,7 @@ def _echo_row(row: TrialRow) -> None:
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Ray for the sweep: reuse an initialised one, connect to `address`, or start (and stop) a local one."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
-    require("ray.tune", "train", "loraplan sweep")
+    require("ray.tune", "sweep", "loraplan sweep")
     import ray
 
     if ray.is_initialized():
@@ -346,13 +346,16 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, address: str | None = 
     lrs_by_method = {"lora": list(spec.lrs), **({"full": list(spec.full_lrs)} if spec.full_lrs else {})}
     step = _grid_step(list(spec.lrs))
     number = 0
-    with ray_session(address):
-        resources = _resources(gpus_per_trial, cpus_per_trial)
+    resources: dict[str, float] | None = None
+    with contextlib.ExitStack() as ray_held:  # Ray starts only when a round has trials left to run
         while True:
             trials = spec.trials(lrs_by_method, number)
             done = store.keys()
             missing = [t for t in trials if t["key"] not in done]
             if missing:
+                if resources is None:
+                    ray_held.enter_context(ray_session(address))
+                    resources = _resources(gpus_per_trial, cpus_per_trial)
                 _run_round(store, number, missing, common, objective, resources, model_config, echo)
             if not spec.adaptive or number + 1 >= spec.max_rounds:
                 break
