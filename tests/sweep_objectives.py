@@ -40,7 +40,7 @@ def synthetic(trial: dict[str, Any], common: dict[str, Any], report: Any) -> dic
             "tokens_per_s": 1000.0}
 
 
-def slow(executions: str, sleep_s: float = 2.0) -> Any:
+def slow(executions: str, sleep_s: float = 1.0) -> Any:
     """The synthetic objective, `sleep_s` per trial, logging each finished execution to `executions`."""
 
     def objective(trial: dict[str, Any], common: dict[str, Any], report: Any) -> dict[str, Any]:
