@@ -153,7 +153,8 @@ class TrialRecord(TypedDict):
         loss; input_tokens: non-padding tokens fed.
     train_seconds: wall time of trainer.train(); peak_memory_bytes / peak_memory_kind: CUDA peak allocated on a GPU,
         the process's peak RSS on a CPU.
-    health: LoraHealthCallback.summary() (status, warnings, history); trainable_params / total_params.
+    health: LoraHealthCallback.summary() (status, warnings, history); trainable_params / total_params;
+        hidden_size: the model's (caps the ranks validate tries).
     setup: the TrainingSetup that ran (JSON); spec: the TrialSpec (JSON); seed; device; dtype; versions.
     data: examples trained / held out / without trained tokens / truncated, mask and format.
     """
@@ -170,6 +171,7 @@ class TrialRecord(TypedDict):
     health: dict[str, Any]
     trainable_params: int
     total_params: int
+    hidden_size: int
     setup: dict[str, Any]
     spec: dict[str, Any]
     seed: int

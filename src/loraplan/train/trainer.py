@@ -81,7 +81,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
     total = sum(p.numel() for p in model.parameters())
     from loraplan.train.health import LoraHealthCallback
 
-    health = LoraHealthCallback(every=spec.health_every or max(1, spec.steps // 10), warn=True)
+    health = LoraHealthCallback(every=spec.health_every or max(1, spec.steps // 10), warn=False)  # in the record
     recorder = _Recorder(spec)
     eval_every = spec.eval_every or max(1, math.ceil(spec.steps / EVAL_POINTS))
     with tempfile.TemporaryDirectory(prefix="loraplan-trial-") as out_dir, _quiet(transformers):
@@ -109,6 +109,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
         tokens_per_s=trainer.input_tokens / seconds if seconds > 0 else 0.0, trained_tokens=trainer.trained_tokens,
         input_tokens=trainer.input_tokens, train_seconds=seconds, peak_memory_bytes=peak, peak_memory_kind=kind,
         health=health.summary(), trainable_params=trainable, total_params=total,
+        hidden_size=int(getattr(base.config.get_text_config(), "hidden_size", 0) or 0),
         setup=setup.model_dump(mode="json"), spec=spec.as_dict(), seed=spec.seed, device=device,
         dtype=str(dtype).removeprefix("torch."), versions=_versions(),
         data={"train_examples": len(data.train), "held_out_examples": len(data.held_out),
