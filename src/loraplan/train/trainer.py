@@ -91,6 +91,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
             eval_dataset=SequenceDataset(data.held_out) if data.held_out else None,
             data_collator=PadCollator(_pad_id(bundle, hf_tokenizer)), callbacks=[recorder])
         trainer.callback_handler.callbacks.insert(0, health)
+        recorder.trainer = trainer
         trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
         trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
         if device == "cuda":
@@ -156,8 +157,7 @@ def _arguments(transformers: Any, setup: TrainingSetup, spec: TrialSpec, out_dir
         max_grad_norm=optim.max_grad_norm if optim.max_grad_norm is not None else 1.0,
         logging_steps=1, eval_strategy="steps" if has_eval else "no", eval_steps=eval_every,
         save_strategy="no", report_to=[], seed=spec.seed, data_seed=spec.seed, use_cpu=device == "cpu",
-        bf16=device == "cuda", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding")
+        bf16=device == "cuda", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
 
 
 def _make_trainer_class() -> type:
@@ -189,7 +189,7 @@ class _Recorder:
                 self.losses: list[float] = []
                 self.eval_curve: list[list[float]] = []
                 self.started = time.perf_counter()
-                self.tokens = 0
+                self.trainer: Any = None
 
             def start(self) -> None:
                 self.started = time.perf_counter()
@@ -206,7 +206,7 @@ class _Recorder:
                 if (loss is None and eval_loss is None) or spec.on_step is None:
                     return
                 elapsed = time.perf_counter() - self.started
-                seen = getattr(state, "num_input_tokens_seen", 0) or 0
+                seen = getattr(self.trainer, "input_tokens", 0)
                 spec.on_step(StepReport(
                     step=state.global_step, max_steps=state.max_steps, loss=None if loss is None else float(loss),
                     eval_loss=None if eval_loss is None else float(eval_loss),
