@@ -70,7 +70,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
     data: PreparedData = CACHE.get("data", (spec.data, bundle.name, seq_len, spec.eval_fraction, mask),
                                    lambda: prepare(spec.data, bundle, seq_len, spec.eval_fraction, mask))
     dtype = torch.bfloat16 if device == "cuda" and not spec.full_finetune else torch.float32
-    base = CACHE.get("model", (ref, bundle.name, str(dtype)), lambda: load_model(ref, bundle, dtype))
+    base = CACHE.get("model", (ref, bundle.name, str(dtype)), lambda: _load_quietly(transformers, ref, bundle, dtype))
     transformers.set_seed(spec.seed)
     model = copy.deepcopy(base)
     model.config.use_cache = False
@@ -116,6 +116,18 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
         data={"train_examples": len(data.train), "held_out_examples": len(data.held_out),
               "untrained_examples": data.untrained, "truncated_examples": data.truncated, "mask": data.mask,
               "format": data.format})
+
+
+def _load_quietly(transformers: Any, ref: Any, bundle: Any, dtype: Any) -> Any:
+    """load_model without transformers' per-tensor progress bars on the user's terminal."""
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        with _quiet(transformers):
+            return load_model(ref, bundle, dtype)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _device(torch: Any, wanted: str) -> str:
