@@ -17,8 +17,10 @@ training thread: a Ray Tune trainable forwards it to `ray.tune.report`, the CLI 
 
 The stack is the field's own: a transformers Trainer on a PEFT LoRA model (full fine-tuning: the same
 Trainer without PEFT), batches from loraplan.data's rendering and loss mask (labels -100 outside it).
-CPU runs in fp32, CUDA in bf16 autocast: the same code path. Base models and tokenized data are cached
-in-process (one of each), so trials on the same model and data pay the loading once; `clear_cache()` drops them.
+CPU runs in fp32, CUDA in bf16 autocast: the same code path. A setup's `quantization` (QLoRA) is not applied:
+trials run the adapter on unquantised weights, which is what the checks compare. Base models and tokenized data
+are cached in-process (one of each), so trials on the same model and data pay the loading once; `clear_cache()`
+drops them.
 """
 
 from __future__ import annotations

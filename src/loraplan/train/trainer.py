@@ -67,7 +67,8 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
                                                                                                    spec.tokenizer))
     seq_len = setup.data.max_length or 512
     mask = spec.mask or (setup.data.loss_mask.value if setup.data.loss_mask else "auto")
-    data: PreparedData = CACHE.get("data", (spec.data, bundle.name, seq_len, spec.eval_fraction, mask),
+    files = spec.data if isinstance(spec.data, str) else tuple(spec.data)
+    data: PreparedData = CACHE.get("data", (files, bundle.name, seq_len, spec.eval_fraction, mask),
                                    lambda: prepare(spec.data, bundle, seq_len, spec.eval_fraction, mask))
     dtype = torch.bfloat16 if device == "cuda" and not spec.full_finetune else torch.float32
     base = CACHE.get("model", (ref, bundle.name, str(dtype)), lambda: _load_quietly(transformers, ref, bundle, dtype))
