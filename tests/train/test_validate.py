@@ -122,3 +122,15 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str)
 
     result = runner.invoke(app, ["validate", str(peft_config(tmp_path, 8, 32)), "--lr", "1e-3", *SHAPE, *args])
     assert isinstance(result.exception, LoraplanError) and message in str(result.exception), result.output
+
+
+def test_lora_vs_full_runs_full_fine_tuning_at_a_tenth_of_the_lr(tmp_path: Path) -> None:
+    code, payload = validate_json(str(peft_config(tmp_path, 8, 32)), "--lr", "2e-3", "--steps", "10",
+                                  "--checks", "full")
+    check = by_id(payload)["lora-vs-full"]
+    full = [t for t in payload["trials"] if t["full_finetune"]]
+    assert len(full) == 1 and full[0]["lr"] == pytest.approx(2e-4)
+    assert full[0]["record"]["trainable_params"] == full[0]["record"]["total_params"]
+    lora, reference = check["measured"]["lora_final_loss"], check["measured"]["full_final_loss"]
+    assert check["measured"]["relative_gap"] == pytest.approx((lora - reference) / reference)
+    assert check["verdict"] in ("pass", "warn", "fail") and code == (1 if check["verdict"] == "fail" else 0)
