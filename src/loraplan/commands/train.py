@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
+    app.command("validate")(validate)
 
 
 def run(
@@ -85,6 +86,99 @@ def run(
     render_record(record, inputs.source, run_dir)
 
 
+def validate(
+    target: TargetArg,
+    data: DataOpt = None,  # type: ignore[assignment]  # required; checked with a one-line message
+    model: ModelOpt = None,
+    tokenizer: TokenizerOpt = None,
+    steps: StepsOpt = 30,
+    checks: Annotated[str, typer.Option("--checks", help="comma list of rank, lr, full, health (full is "
+                                                        "opt-in: it costs full fine-tuning runs)")]
+    = "rank,lr,health",
+    alpha_rule: Annotated[str, typer.Option("--alpha-rule", help="rank check: fixed (keep alpha) | follows-rank "
+                                                                 "(keep alpha/r)")] = "fixed",
+    lr_sweep: Annotated[bool, typer.Option("--lr-sweep", help="with full: measure the LoRA/full optimal-LR "
+                                                              "ratio")] = False,
+    rank: RankOpt = None,
+    alpha: AlphaOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
+    seq_len: SeqLenOpt = None,
+    eval_fraction: EvalOpt = 0.1,
+    mask: MaskOpt = None,
+    random_init: RandomOpt = False,
+    layers: LayersOpt = None,
+    hidden: HiddenOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    report: Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML report here")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The doctrine's short-run checks on your setup: rank invariance, LR bracket, LoRA vs full, adapter health.
+
+    Exit 0 when every check passes (warnings included), 1 when one fails, 2 when the input cannot be used.
+    """
+    import shlex
+    import sys
+    from dataclasses import replace
+
+    from loraplan.commands.plan import _choice
+    from loraplan.train.engine import TrialSpec, default_setup
+    from loraplan.train.validate import AlphaRule, parse_checks
+    from loraplan.train.validate import validate as run_checks
+
+    chosen = parse_checks(checks)
+    rule = _choice(AlphaRule, alpha_rule, "--alpha-rule")
+    spec = TrialSpec(setup=default_setup(), model=target, data=tuple(data or ()), tokenizer=tokenizer, steps=steps,
+                     lr=lr, rank=rank, alpha=alpha, batch_size=batch_size, seq_len=seq_len,
+                     eval_fraction=eval_fraction, mask=mask, seed=seed, device=device)
+    spec.validate()
+    inputs = resolve(target, model, data, tokenizer, random_init, layers, hidden, seq_len)
+    spec = replace(spec, setup=inputs.setup, model=inputs.model)
+    if report is not None and report.is_dir():
+        from loraplan.errors import LoraplanError
+
+        raise LoraplanError(f"--report {report}: is a folder; name the HTML file to write")
+
+    def runner(label: str, trial: TrialSpec) -> Any:
+        return run_with_progress(trial, quiet=json_out, label=label)
+
+    result = run_checks(spec, chosen, rule, lr_sweep, runner)
+    if report is not None:
+        from loraplan.train.report import write_report
+
+        write_report(report, result, inputs.model.describe(), "loraplan " + shlex.join(sys.argv[1:]))
+    if json_out:
+        emit_json({**result, "trials": [{**t, "record": _slim(t["record"])} for t in result["trials"]]})
+    else:
+        render_validation(result, inputs.source, report)
+    if result["exit_code"]:
+        sys.exit(result["exit_code"])
+
+
+def _slim(record: Any) -> dict[str, Any]:
+    """A trial in validate's JSON: the measurements, not the setup and spec repeated for every trial."""
+    return {k: v for k, v in record.items() if k not in ("setup", "spec", "versions")}
+
+
+def render_validation(result: Any, source: str, report: Path | None) -> None:
+    from rich.table import Table
+
+    colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+    table = Table(show_lines=True)
+    for column in ("check", "verdict", "measured", "cause / fix"):
+        table.add_column(column, overflow="fold")
+    for check in result["checks"]:
+        verdict = check["verdict"]
+        advice = "\n".join(x for x in (check["cause"], f"fix: {check['fix']}" if check["fix"] else None) if x)
+        table.add_row(check["id"], f"[{colours[verdict]}]{verdict}[/]", check["summary"], advice or "-")
+    console.print(f"validate ({source}): {len(result['trials'])} trials in {result['seconds']:.0f} s",
+                  highlight=False)
+    console.print(table)
+    if report is not None:
+        console.print(f"[green]wrote[/] {report}")
+
+
 def run_with_progress(spec: TrialSpec, quiet: bool = False, label: str = "training") -> TrialRecord:
     """run_trial with a Rich progress bar on stderr (loss, tokens/s, ETA); none when `quiet`."""
     from dataclasses import replace
@@ -93,7 +187,7 @@ def run_with_progress(spec: TrialSpec, quiet: bool = False, label: str = "traini
 
     from loraplan.train.engine import run_trial
 
-    if quiet:
+    if quiet or not err_console.is_terminal:
         return run_trial(spec)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),

@@ -17,8 +17,10 @@ training thread: a Ray Tune trainable forwards it to `ray.tune.report`, the CLI 
 
 The stack is the field's own: a transformers Trainer on a PEFT LoRA model (full fine-tuning: the same
 Trainer without PEFT), batches from loraplan.data's rendering and loss mask (labels -100 outside it).
-CPU runs in fp32, CUDA in bf16 autocast: the same code path. Base models and tokenized data are cached
-in-process (one of each), so trials on the same model and data pay the loading once; `clear_cache()` drops them.
+CPU runs in fp32, CUDA in bf16 autocast: the same code path. A setup's `quantization` (QLoRA) is not applied:
+trials run the adapter on unquantised weights, which is what the checks compare. Base models and tokenized data
+are cached in-process (one of each), so trials on the same model and data pay the loading once; `clear_cache()`
+drops them.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ class TrialRecord(TypedDict):
         loss; input_tokens: non-padding tokens fed.
     train_seconds: wall time of trainer.train(); peak_memory_bytes / peak_memory_kind: CUDA peak allocated on a GPU,
         the process's peak RSS on a CPU.
-    health: LoraHealthCallback.summary() (status, warnings, history); trainable_params / total_params.
+    health: LoraHealthCallback.summary() (status, warnings, history); trainable_params / total_params;
+        hidden_size: the model's (caps the ranks validate tries).
     setup: the TrainingSetup that ran (JSON); spec: the TrialSpec (JSON); seed; device; dtype; versions.
     data: examples trained / held out / without trained tokens / truncated, mask and format.
     """
@@ -170,6 +173,7 @@ class TrialRecord(TypedDict):
     health: dict[str, Any]
     trainable_params: int
     total_params: int
+    hidden_size: int
     setup: dict[str, Any]
     spec: dict[str, Any]
     seed: int

@@ -88,9 +88,12 @@ def load_model(ref: ModelRef, bundle: TokenizerBundle, dtype: Any) -> Any:
         path = Path(ref.reference).expanduser()
         if not path.is_file():
             raise ModelNotFoundError(f"{path}: no such GGUF file")
+        # dequantised at load: training needs plain weights (transformers 5 can keep GGUF blocks, inference-only)
+        config = getattr(transformers, "GgufConfig", None)
+        extra = {"quantization_config": config(dequantize=True)} if config is not None else {}
         try:
             return transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                                     dtype=dtype)
+                                                                     dtype=dtype, **extra)
         except (OSError, ValueError, ImportError) as exc:
             raise ConfigError(f"{path}: transformers cannot load this GGUF file ({exc})") from exc
     if ref.random_init:

@@ -264,7 +264,7 @@ def _echo_row(row: TrialRow) -> None:
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Ray for the sweep: reuse an initialised one, connect to `address`, or start (and stop) a local one."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
-    require("ray.tune", "sweep", "loraplan sweep")
+    require("ray.tune", "train", "loraplan sweep")
     import ray
 
     if ray.is_initialized():

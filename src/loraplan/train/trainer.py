@@ -67,10 +67,11 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
                                                                                                    spec.tokenizer))
     seq_len = setup.data.max_length or 512
     mask = spec.mask or (setup.data.loss_mask.value if setup.data.loss_mask else "auto")
-    data: PreparedData = CACHE.get("data", (spec.data, bundle.name, seq_len, spec.eval_fraction, mask),
+    files = spec.data if isinstance(spec.data, str) else tuple(spec.data)
+    data: PreparedData = CACHE.get("data", (files, bundle.name, seq_len, spec.eval_fraction, mask),
                                    lambda: prepare(spec.data, bundle, seq_len, spec.eval_fraction, mask))
     dtype = torch.bfloat16 if device == "cuda" and not spec.full_finetune else torch.float32
-    base = CACHE.get("model", (ref, bundle.name, str(dtype)), lambda: load_model(ref, bundle, dtype))
+    base = CACHE.get("model", (ref, bundle.name, str(dtype)), lambda: _load_quietly(transformers, ref, bundle, dtype))
     transformers.set_seed(spec.seed)
     model = copy.deepcopy(base)
     model.config.use_cache = False
@@ -81,7 +82,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
     total = sum(p.numel() for p in model.parameters())
     from loraplan.train.health import LoraHealthCallback
 
-    health = LoraHealthCallback(every=spec.health_every or max(1, spec.steps // 10), warn=True)
+    health = LoraHealthCallback(every=spec.health_every or max(1, spec.steps // 10), warn=False)  # in the record
     recorder = _Recorder(spec)
     eval_every = spec.eval_every or max(1, math.ceil(spec.steps / EVAL_POINTS))
     with tempfile.TemporaryDirectory(prefix="loraplan-trial-") as out_dir, _quiet(transformers):
@@ -91,6 +92,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
             eval_dataset=SequenceDataset(data.held_out) if data.held_out else None,
             data_collator=PadCollator(_pad_id(bundle, hf_tokenizer)), callbacks=[recorder])
         trainer.callback_handler.callbacks.insert(0, health)
+        recorder.trainer = trainer
         trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
         trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
         if device == "cuda":
@@ -109,11 +111,24 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
         tokens_per_s=trainer.input_tokens / seconds if seconds > 0 else 0.0, trained_tokens=trainer.trained_tokens,
         input_tokens=trainer.input_tokens, train_seconds=seconds, peak_memory_bytes=peak, peak_memory_kind=kind,
         health=health.summary(), trainable_params=trainable, total_params=total,
+        hidden_size=int(getattr(base.config.get_text_config(), "hidden_size", 0) or 0),
         setup=setup.model_dump(mode="json"), spec=spec.as_dict(), seed=spec.seed, device=device,
         dtype=str(dtype).removeprefix("torch."), versions=_versions(),
         data={"train_examples": len(data.train), "held_out_examples": len(data.held_out),
               "untrained_examples": data.untrained, "truncated_examples": data.truncated, "mask": data.mask,
               "format": data.format})
+
+
+def _load_quietly(transformers: Any, ref: Any, bundle: Any, dtype: Any) -> Any:
+    """load_model without transformers' per-tensor progress bars on the user's terminal."""
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        with _quiet(transformers):
+            return load_model(ref, bundle, dtype)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _device(torch: Any, wanted: str) -> str:
@@ -155,8 +170,7 @@ def _arguments(transformers: Any, setup: TrainingSetup, spec: TrialSpec, out_dir
         max_grad_norm=optim.max_grad_norm if optim.max_grad_norm is not None else 1.0,
         logging_steps=1, eval_strategy="steps" if has_eval else "no", eval_steps=eval_every,
         save_strategy="no", report_to=[], seed=spec.seed, data_seed=spec.seed, use_cpu=device == "cpu",
-        bf16=device == "cuda", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding")
+        bf16=device == "cuda", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
 
 
 def _make_trainer_class() -> type:
@@ -188,7 +202,7 @@ class _Recorder:
                 self.losses: list[float] = []
                 self.eval_curve: list[list[float]] = []
                 self.started = time.perf_counter()
-                self.tokens = 0
+                self.trainer: Any = None
 
             def start(self) -> None:
                 self.started = time.perf_counter()
@@ -205,7 +219,7 @@ class _Recorder:
                 if (loss is None and eval_loss is None) or spec.on_step is None:
                     return
                 elapsed = time.perf_counter() - self.started
-                seen = getattr(state, "num_input_tokens_seen", 0) or 0
+                seen = getattr(self.trainer, "input_tokens", 0)
                 spec.on_step(StepReport(
                     step=state.global_step, max_steps=state.max_steps, loss=None if loss is None else float(loss),
                     eval_loss=None if eval_loss is None else float(eval_loss),
