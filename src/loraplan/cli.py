@@ -26,7 +26,7 @@ TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="allow the m
 
 
 # Command modules under loraplan.commands; each has register(app). Imported lazily at start.
-COMMAND_MODULES = ["core", "plan", "tokens", "check", "calibrate"]
+COMMAND_MODULES = ["core", "plan", "tokens", "check", "calibrate", "train", "sweep"]
 
 
 def _register() -> None:

@@ -189,6 +189,8 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder,
         reason += (f"; x 1/sqrt({rank}) = {rs:.3g} for rsLoRA: alpha/sqrt(r) makes the adapter sqrt(r) times "
                    f"stronger than the alpha/r the rule was fitted with, so the LR shrinks by the same factor")
         summary += f", x 1/sqrt({rank}) for rsLoRA"
+    if note := advice.range_note(factor):
+        reason += f"; {note}"
     rec.set("optim.learning_rate", lr, reason, advice.source)
     rec.lr_rule = summary
     return lr

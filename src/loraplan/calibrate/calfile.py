@@ -12,10 +12,11 @@ formula, so `lr --calibration FILE` gives exactly what the evaluation scored.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from loraplan.calibrate.evaluate import Evaluation
+from loraplan.calibrate.evaluate import Evaluation, ModelScore
 from loraplan.calibrate.fit import FittedRule
 from loraplan.rules.lr import LORA_MULTIPLIER
 
@@ -34,8 +35,22 @@ def _value(value: object) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def _rule_lines(rule: FittedRule, intercept: float, provenance: str, models: Sequence[str]) -> list[str]:
+def _median_slope(rows: Sequence[ModelScore]) -> float | None:
+    """The median regret per unit of log(lr) of the models' curves: how fast an LR off the optimum costs."""
+    slopes = [r.regret_slope for r in rows if r.regret_slope > 0]
+    return statistics.median(slopes) if slopes else None
+
+
+def _measured_lines(header: str, rows: Sequence[ModelScore]) -> list[str]:
+    """The LRs each model was swept at (lowest, highest): where the rule's answer was measured."""
+    return [f"[{header}.swept_lr]"] + [f"{_value(r.model)} = {_value([r.swept_low, r.swept_high])}" for r in rows]
+
+
+def _rule_lines(rule: FittedRule, intercept: float, provenance: str, models: Sequence[str],
+                rows: Sequence[ModelScore]) -> list[str]:
     slopes = rule.slopes
+    slope = _median_slope(rows)
+    censored = [r.model for r in rows if r.censored]
     return [
         f"base = {_value(math.exp(intercept) / LORA_MULTIPLIER)}",
         f"exponent = {_value(-slopes.get('hidden', 0.0) + 0.0)}",
@@ -47,6 +62,8 @@ def _rule_lines(rule: FittedRule, intercept: float, provenance: str, models: Seq
         f"lora_multiplier = {_value(LORA_MULTIPLIER)}",
         f"provenance = {_value(provenance)}",
         f"models = {_value(list(models))}",
+        *([f"regret_slope = {_value(slope)}"] if slope is not None else []),
+        *([f"censored_models = {_value(censored)}"] if censored else []),
     ]
 
 
@@ -58,8 +75,9 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     how = (f"fitted by `loraplan calibrate` on {names} ({n_models} models): least squares of each model's best "
            f"swept LR in log(lr), weighted by regret slope squared, grid ends censored, family offsets shrunk; "
            f"rule shape `{evaluation.shape.name}`, chosen by leave-one-group-out regret")
-    provenance = (f"fitted by `loraplan calibrate` on {names} ({n_models} models; leave-one-group-out regret "
-                  f"mean {evaluation.logo.mean:.2%}, max {evaluation.logo.max:.2%})")
+    score = ("leave-one-group-out not possible with one architecture" if math.isnan(evaluation.logo.mean) else
+             f"leave-one-group-out regret mean {evaluation.logo.mean:.2%}, max {evaluation.logo.max:.2%}")
+    provenance = f"fitted by `loraplan calibrate` on {names} ({n_models} models; {score})"
     rows = {r.model: r for r in evaluation.rows}
     lines = [
         f"# Written by `loraplan calibrate {' '.join(Path(f).name for f in sweep_files)}`; regenerate, do not edit.",
@@ -86,15 +104,16 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
         logo = [rows[m].fitted_regret for m in models]
         ins = [rows[m].in_sample_regret for m in models]
         lines += ["", f"[families.{_value(family)}]"]
-        lines += _rule_lines(rule, rule.intercepts[family], provenance, models)
+        lines += _rule_lines(rule, rule.intercepts[family], provenance, models, [rows[m] for m in models])
         lines += [f"[families.{_value(family)}.fit]",
                   f"models = {len(models)}",
                   f"in_sample_mean_regret = {_value(sum(ins) / len(ins))}",
                   f"logo_mean_regret = {_value(sum(logo) / len(logo))}",
                   f"logo_max_regret = {_value(max(logo))}"]
+        lines += _measured_lines(f"families.{_value(family)}", [rows[m] for m in models])
     everyone = [m for ms in rule.models.values() for m in ms]
     lines += ["", "[default]"]
     lines += _rule_lines(rule, rule.default_intercept,
                          provenance + "; cross-family term: the shared intercept the family offsets shrink toward",
-                         everyone)
+                         everyone, [rows[m] for m in everyone])
     return "\n".join(lines) + "\n"

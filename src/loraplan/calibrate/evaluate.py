@@ -6,6 +6,11 @@ a re-release, a VL model's text tower and its text-only sibling. Leave-one-group
 them out together, fits on the rest and scores the held-out ones, so no model is scored by a
 rule that saw its twin.
 
+Honest coverage: the score holds f at its end value outside the swept range, so a recommendation
+beyond every LR swept for a model scores as if it were measured (the tinker sweep ran gpt-oss-20b
+at 4e-5 and 1e-4 only). Each row says whether its LR lies inside the model's swept range, and the
+summaries are repeated over the in-range models with the out-of-range count beside them.
+
 The rule shape is the candidate (fit.SHAPES) with the lowest leave-one-group-out mean regret, so
 that figure is slightly optimistic; the nested figure (`nested=True`) repeats the choice inside
 every fold, on the other groups only, and scores the held-out group with the shape chosen there.
@@ -13,6 +18,7 @@ every fold, on the other groups only, and scores the held-out group with the sha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +45,26 @@ class ModelScore:
     published_lr: float | None
     published_regret: float | None
     constant_regret: float
+    swept_low: float = 0.0
+    swept_high: float = math.inf
+    regret_slope: float = 0.0  # regret per unit of log(lr) around the best swept LR (0: one LR swept)
+    censored: str | None = None  # `above` / `below`: the best swept LR is the grid's end, the optimum may lie beyond
+
+    @property
+    def fitted_in_range(self) -> bool:
+        """The leave-one-group-out LR lies inside the LRs swept for this model (its regret is measured)."""
+        return in_swept_range(self.fitted_lr, self.swept_low, self.swept_high)
+
+    @property
+    def in_sample_in_range(self) -> bool:
+        return in_swept_range(self.in_sample_lr, self.swept_low, self.swept_high)
+
+
+RANGE_TOLERANCE = 1e-9  # relative: an LR equal to a swept end (up to float noise) is inside
+
+
+def in_swept_range(lr: float, low: float, high: float) -> bool:
+    return low * (1 - RANGE_TOLERANCE) <= lr <= high * (1 + RANGE_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,23 @@ class Evaluation:
     nested: Summary | None = None  # LOGO with the shape chosen inside each fold
     nested_shapes: tuple[str, ...] = ()  # the shapes the folds chose, distinct
 
+    def _in_range(self, lr_in_range: str) -> tuple[Summary | None, tuple[str, ...]]:
+        scored = [r for r in self.rows if not math.isnan(r.fitted_lr if lr_in_range == "fitted_in_range"
+                                                         else r.in_sample_lr)]
+        inside = {r.model: r for r in scored if getattr(r, lr_in_range)}
+        outside = tuple(r.model for r in scored if r.model not in inside)
+        regret = "fitted_regret" if lr_in_range == "fitted_in_range" else "in_sample_regret"
+        return (_summary({m: getattr(r, regret) for m, r in inside.items()}) if inside else None), outside
+
+    @property
+    def logo_in_range(self) -> tuple[Summary | None, tuple[str, ...]]:
+        """LOGO regret over the models whose held-out LR lies in their swept range, and the others."""
+        return self._in_range("fitted_in_range")
+
+    @property
+    def in_sample_in_range(self) -> tuple[Summary | None, tuple[str, ...]]:
+        return self._in_range("in_sample_in_range")
+
 
 def groups_of(models: Sequence[str], facts: Mapping[str, ModelFacts]) -> dict[str, str]:
     """Model -> group name (the first model, in sweep order, with the same architecture)."""
@@ -73,16 +116,20 @@ def groups_of(models: Sequence[str], facts: Mapping[str, ModelFacts]) -> dict[st
 
 
 def _summary(regrets: Mapping[str, float]) -> Summary:
+    regrets = {m: r for m, r in regrets.items() if not math.isnan(r)}
     if not regrets:
-        return Summary(None, None, "-", 0)
+        return Summary(math.nan, math.nan, "-", 0)
     worst = max(regrets, key=lambda m: regrets[m])
     return Summary(sum(regrets.values()) / len(regrets), regrets[worst], worst, len(regrets))
 
 
 def leave_one_group_out(models: Sequence[str], facts: Mapping[str, ModelFacts], optima: Mapping[str, Optimum],
                         shape: RuleShape) -> dict[str, tuple[float, bool]]:
-    """Model -> (LR from the rule fitted without its group, whether its family had data)."""
+    """Model -> (LR from the rule fitted without its group, whether its family had data); NaN when the
+    sweep has one group only (nothing is left to fit on)."""
     groups = groups_of(models, facts)
+    if len(set(groups.values())) < 2:
+        return {m: (math.nan, False) for m in models}
     out: dict[str, tuple[float, bool]] = {}
     for group in dict.fromkeys(groups.values()):
         held = [m for m in models if groups[m] == group]
@@ -143,6 +190,8 @@ def evaluate(curves: Mapping[str, Curve], facts: Mapping[str, ModelFacts],
     `nested` also scores that choice honestly (about 20x the work)."""
     models = list(curves)
     optima = {m: optimum(curves[m]) for m in models}
+    if len(set(groups_of(models, facts).values())) < 2:
+        shapes, nested = shapes[:1], False  # one architecture: no size term to fit, no fold to score it on
     shape, tried = _choose_shape(models, curves, facts, optima, shapes)
     logo = next(t[3] for t in tried if t[2] is shape)
     rule = fit_rule(models, facts, optima, shape)
@@ -157,6 +206,8 @@ def evaluate(curves: Mapping[str, Curve], facts: Mapping[str, ModelFacts],
             in_sample_lr=rule.lr(facts[m]), in_sample_regret=curves[m].regret(rule.lr(facts[m])),
             published_lr=pub, published_regret=None if pub is None else curves[m].regret(pub),
             constant_regret=curves[m].regret(constant),
+            swept_low=curves[m].lrs[0], swept_high=curves[m].lrs[-1], regret_slope=math.sqrt(optima[m].weight),
+            censored=optima[m].censored,
         ))
     nested_regrets, nested_chosen = (nested_leave_one_group_out(curves, facts, optima, shapes) if nested
                                      else ({}, []))

@@ -171,7 +171,7 @@ def fit_rule(models: Sequence[str], facts: Mapping[str, ModelFacts], optima: Map
                                penalties)
         fitted = [sum(a * b for a, b in zip(row, beta, strict=True)) for row in rows]
         now = [_binds(optima[m].censored, y, x) for m, y, x in zip(used, targets, fitted, strict=True)]
-        if now == binding:
+        if now == binding or not any(now):  # no model binds: every one is censored and already satisfied
             break
         binding = now
     default = beta[0]

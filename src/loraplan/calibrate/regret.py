@@ -40,7 +40,9 @@ class Curve:
         return self.lrs[self.values.index(self.best)]
 
     def f(self, lr: float) -> float:
-        """Linear in log(lr) between grid points, constant outside."""
+        """Linear in log(lr) between grid points, constant outside (NaN for a NaN lr: no rule answered)."""
+        if math.isnan(lr):
+            return math.nan
         if lr <= self.lrs[0]:
             return self.values[0]
         if lr >= self.lrs[-1]:

@@ -4,7 +4,8 @@ Layouts:
 - tinker-cookbook `sft_sweep.md`: a `## org/model` heading, then a table whose header has
   `LR`, `LoRA Rank` and `Test NLL` columns (other columns are ignored);
 - CSV with a header naming `model, lr, rank, metric` (extra columns ignored);
-- JSONL, one object per line with the same keys.
+- JSONL, one object per line with the same keys;
+- a folder written by `loraplan sweep` (loraplan.calibrate.store): its trials.jsonl.
 
 Every malformed row raises SweepError naming file:line, so a bad file costs one message.
 """
@@ -184,6 +185,13 @@ READERS = {".md": read_markdown, ".markdown": read_markdown, ".csv": read_csv, "
 def read_sweep_file(path: str | Path) -> list[SweepPoint]:
     """One file, its layout chosen by suffix."""
     file = Path(path)
+    from loraplan.calibrate.store import is_store, read_store
+
+    if is_store(file):
+        return read_store(file)
+    if file.is_dir():
+        raise SweepError(f"{file}: is a folder but not a `loraplan sweep` store (no trials.jsonl); "
+                         "give a sweep file or a store")
     reader = READERS.get(file.suffix.lower())
     if reader is None:
         raise SweepError(f"{file}: unknown sweep layout; use .md (tinker-cookbook sft_sweep), .csv or .jsonl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +21,8 @@ def register(app: typer.Typer) -> None:
 
 
 def calibrate(
-    sweeps: Annotated[list[str], typer.Argument(help="sweep files: tinker-cookbook sft_sweep .md, .csv or .jsonl")],
+    sweeps: Annotated[list[str], typer.Argument(help="sweep files (tinker-cookbook sft_sweep .md, .csv, .jsonl) or "
+                                                      "`loraplan sweep` store folders")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="calibration TOML to write")] = None,
     evaluate_out: Annotated[bool, typer.Option(
         "--evaluate", help="print the leave-one-group-out table and the nested score (shape chosen in each fold)",
@@ -65,6 +67,8 @@ def calibrate(
 
 
 def _pct(value: float | None) -> str:
+    if value is not None and math.isnan(value):
+        return "n/a"
     return "not covered" if value is None else f"{100 * value:.2f}%"
 
 
@@ -81,6 +85,9 @@ def _payload(result: Evaluation, output: Path | None, plot: Path | None, rows: b
                          for n, mn, mx in result.shapes_tried],
         "output": str(output) if output else None, "plot": str(plot) if plot else None,
     }
+    for key, (inside, outside) in (("logo_in_range", result.logo_in_range),
+                                   ("in_sample_in_range", result.in_sample_in_range)):
+        payload[key] = {**(summary(inside) if inside else {"models": 0}), "out_of_range": list(outside)}
     if result.nested is not None:
         payload["nested_logo"] = {**summary(result.nested), "shapes_chosen": list(result.nested_shapes)}
     if rows:
@@ -89,29 +96,45 @@ def _payload(result: Evaluation, output: Path | None, plot: Path | None, rows: b
             "fitted_regret": r.fitted_regret, "fitted_by_family_rule": r.fitted_by_family,
             "in_sample_lr": r.in_sample_lr, "in_sample_regret": r.in_sample_regret,
             "published_lr": r.published_lr, "published_regret": r.published_regret,
-            "best_constant_regret": r.constant_regret,
+            "best_constant_regret": r.constant_regret, "swept_lr": [r.swept_low, r.swept_high],
+            "fitted_in_range": r.fitted_in_range, "in_sample_in_range": r.in_sample_in_range,
         } for r in result.rows]
     return payload
 
 
 def _render_table(result: Evaluation) -> None:
-    rows = [[r.model, r.group if r.group != r.model else "", r.family,
-             f"{r.fitted_lr:.3g}" + ("" if r.fitted_by_family else " (x-family)"), _pct(r.fitted_regret),
+    rows = [[r.model, r.group if r.group != r.model else "", r.family, _fitted(r.fitted_lr, r.fitted_by_family),
+             _pct(r.fitted_regret),
              "-" if r.published_lr is None else f"{r.published_lr:.3g}", _pct(r.published_regret),
-             _pct(r.constant_regret)] for r in result.rows]
+             _pct(r.constant_regret), _swept(r.swept_low, r.swept_high, r.fitted_in_range, r.fitted_lr)]
+            for r in result.rows]
     console.print(table(f"Leave-one-group-out ({result.shape.name}); regret = (f(lr) - min f) / min f",
                         ["model", "group (held out with)", "family", "fitted LR", "regret", "published LR",
-                         "regret", f"constant {result.constant_lr:g}"], rows))
+                         "regret", f"constant {result.constant_lr:g}", "swept LRs (fitted LR inside?)"], rows))
+
+
+def _fitted(lr: float, by_family: bool) -> str:
+    if math.isnan(lr):
+        return "n/a (one architecture)"
+    return f"{lr:.3g}" + ("" if by_family else " (x-family)")
+
+
+def _swept(low: float, high: float, inside: bool, lr: float) -> str:
+    if math.isnan(lr):
+        return f"{low:.3g}-{high:.3g}"
+    return f"{low:.3g}-{high:.3g} " + ("yes" if inside else "NO: regret not measured")
 
 
 def _render_summary(result: Evaluation) -> None:
     rows = [
         ["fitted rule, leave-one-group-out", result.logo.covered, _pct(result.logo.mean), _pct(result.logo.max),
          result.logo.worst],
+        *_in_range_rows("fitted rule, leave-one-group-out", result.logo_in_range),
         *([["fitted rule, nested leave-one-group-out (shape chosen in each fold)", result.nested.covered,
              _pct(result.nested.mean), _pct(result.nested.max), result.nested.worst]] if result.nested else []),
         ["fitted rule, in-sample", result.in_sample.covered, _pct(result.in_sample.mean),
          _pct(result.in_sample.max), result.in_sample.worst],
+        *_in_range_rows("fitted rule, in-sample", result.in_sample_in_range),
         ["published formula (tinker-cookbook)", result.published.covered, _pct(result.published.mean),
          _pct(result.published.max), result.published.worst],
         [f"best constant ({result.constant_lr:g})", result.constant.covered, _pct(result.constant.mean),
@@ -119,3 +142,18 @@ def _render_summary(result: Evaluation) -> None:
     ]
     console.print(table(f"Summary: rule shape `{result.shape.name}`", ["rule", "models", "mean regret",
                                                                        "max regret", "worst"], rows))
+    _, outside = result.in_sample_in_range
+    if outside:
+        console.print(f"{len(outside)} model(s) get an LR outside every LR swept for them, so their regret is not "
+                      f"measured (f is held at the grid's end): {', '.join(outside)}", highlight=False)
+
+
+def _in_range_rows(name: str, split: tuple[Summary | None, tuple[str, ...]]) -> list[list[object]]:
+    """The same score over the models whose LR lies inside their swept range, and the count outside."""
+    inside, outside = split
+    if not outside:
+        return []
+    label = f"  {name.removeprefix('fitted rule, ')}, LR inside the model's swept LRs ({len(outside)} outside)"
+    if inside is None:
+        return [[label, 0, "-", "-", "-"]]
+    return [[label, inside.covered, _pct(inside.mean), _pct(inside.max), inside.worst]]

@@ -127,6 +127,7 @@ def lr(
         "hidden_size": advice.hidden_size, "rule": advice.rule, "answered_by": advice.answered_by,
         "source": advice.source, "calibration": str(cal.path) if cal.path else cal.source,
         "facts_source": facts.source, "facts_only": facts.facts_only,
+        "lr_range": advice.range_payload(), "beyond_measured": advice.beyond_measured,
     }
     if json_out:
         emit_json(payload)
@@ -137,6 +138,8 @@ def lr(
     if scaled:
         console.print(f"  batch {batch_size}: {fmt_number(advice.lr)}{scaled} (LR scales with sqrt(batch) "
                       f"within 32-128; the rule was fitted at batch {REFERENCE_BATCH})", highlight=False)
+    if note := advice.range_note():
+        console.print(f"  {'[bold yellow]' if advice.beyond_measured else ''}{escape(note)}", highlight=False)
     console.print(f"  model facts: {escape(facts.source)}", highlight=False)
 
 

@@ -14,8 +14,12 @@ Format (TOML):
     lora_multiplier = 10.0      # optional; LoRA / full-FT ratio
     provenance = "tinker-cookbook hyperparam_utils"
     models = ["meta-llama/Llama-3.1-8B"]       # optional: models the rule was fitted on
+    regret_slope = 0.011        # optional: median regret per unit of log(lr) of the fitted curves
+    censored_models = []        # optional: models whose best swept LR was the grid's end
     [families.llama.fit]        # optional: fit quality, shown in explanations
     mean_regret = 0.0057
+    [families.llama.swept_lr]   # optional: lowest and highest LR swept per model (where the rule was measured)
+    "meta-llama/Llama-3.1-8B" = [4e-5, 3e-3]
     [default]                   # optional: a cross-family rule for families with no entry
     standalone = false          # optional (top level): true = do not fall back on the published rules
 
@@ -27,6 +31,7 @@ tinker-cookbook publishes it.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tomllib
@@ -69,6 +74,9 @@ class FamilyRule:
     hybrid_multiplier: float = 1.0
     moe_multiplier: float = 1.0
     hybrid_active_params_exponent: float | None = None
+    regret_slope: float | None = None
+    swept_lr: dict[str, tuple[float, float]] = field(default_factory=dict)
+    censored_models: tuple[str, ...] = ()  # best swept LR at the grid's end: the optimum may lie beyond
 
     def _active_exponent(self, hybrid: bool) -> float:
         if hybrid and self.hybrid_active_params_exponent is not None:
@@ -213,6 +221,9 @@ class _RuleTable(BaseModel):
     provenance: StrictStr = ""
     models: list[StrictStr] = []
     fit: dict[str, Any] = {}
+    regret_slope: _Factor | None = None  # regret per doubling of LR near the optimum (lr ranges)
+    swept_lr: dict[StrictStr, Any] = {}  # model -> [lowest, highest] swept LR, checked by _swept
+    censored_models: list[StrictStr] = []
 
 
 def _reason(error: Any) -> str:
@@ -242,7 +253,32 @@ def _rule(family: str, table: Any, where: str) -> FamilyRule:
         provenance=fields.provenance,
         models=tuple(fields.models),
         fit={k: float(v) for k, v in fields.fit.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+        regret_slope=fields.regret_slope,
+        swept_lr=_swept(fields.swept_lr, f"{where}.swept_lr"),
+        censored_models=tuple(fields.censored_models),
     )
+
+
+def _model_list(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    models = table.get(key, [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise CalibrationError(f"{where}: `{key}` must be a list of model ids")
+    return tuple(models)
+
+
+def _swept(table: Any, where: str) -> dict[str, tuple[float, float]]:
+    """model -> (lowest, highest) swept LR, each pair positive and ordered."""
+    if not isinstance(table, dict):
+        raise CalibrationError(f"{where}: must be a table of model = [lowest LR, highest LR]")
+    out: dict[str, tuple[float, float]] = {}
+    for model, pair in table.items():
+        ok = (isinstance(pair, list) and len(pair) == 2
+              and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                      for v in pair))
+        if not ok or pair[0] > pair[1]:
+            raise CalibrationError(f"{where}: `{model}` must be [lowest LR, highest LR], got {pair!r}")
+        out[model] = (float(pair[0]), float(pair[1]))
+    return out
 
 
 def load_calibration(path: str | Path) -> Calibration:

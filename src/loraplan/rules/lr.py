@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from loraplan.errors import LoraplanError, UncalibratedFamilyError
 from loraplan.rules.calibration import Calibration, FamilyRule, ModelTraits, published_calibration
 from loraplan.rules.display import fmt_number
+from loraplan.rules.lr_range import LrRange, supported_range
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 
 BASE_LR = 5e-5
@@ -38,6 +39,25 @@ class LrAdvice:
     is_lora: bool = True
     answered_by: str = ""
     extrapolated: bool = False  # a cross-family rule answered: the calibration has no data for this family
+    range: LrRange | None = None  # LoRA only: the LRs the calibration's data supports, and whether it reached lr
+
+    @property
+    def beyond_measured(self) -> bool:
+        """The family's (or the model's own) sweeps never reached this LR."""
+        return self.range is not None and self.range.beyond_measured
+
+    def range_payload(self) -> dict[str, object] | None:
+        """The range as JSON fields (None when the calibration carries no measurements)."""
+        r = self.range
+        return None if r is None else {
+            "low": r.low, "high": r.high, "max_predicted_regret": r.tolerance,
+            "regret_slope_per_log_lr": r.regret_slope,
+            "measured_low": r.measured_low, "measured_high": r.measured_high, "measured_on": r.measured_on,
+            "beyond_measured": r.beyond_measured, "note": r.describe()}
+
+    def range_note(self, factor: float = 1.0) -> str:
+        """The supported range (scaled like the LR, e.g. for batch size) and any extrapolation, or ''."""
+        return "" if self.range is None else self.range.scaled(factor).describe()
 
     def explain(self) -> str:
         kind = "LoRA" if self.is_lora else "full fine-tuning"
@@ -102,6 +122,7 @@ def recommend_lr(
         is_lora=is_lora,
         answered_by=answered_by(rule, family),
         extrapolated=rule.family == "default",
+        range=supported_range(rule, lr_lora, model_id) if is_lora else None,
     )
 
 

@@ -93,6 +93,8 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
             if is_lora and lora.use_rslora and lora.rank:  # alpha/sqrt(r) is sqrt(r) x stronger: the planner's LR
                 point *= rslora_lr_factor(lora.rank)
                 how += f", x 1/sqrt({lora.rank}) = {number(point)} for rsLoRA's alpha/sqrt(r) scale"
+            if note := advice.range_note(factor):
+                how += f"; {note}"
             return Expected(point, point, point, how, advice.source,
                             advice.answered_by if advice.extrapolated else None)
     low, high = DEFAULTS[Method.SFT].lr_range or (1e-4, 5e-4)
