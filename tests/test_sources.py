@@ -123,7 +123,7 @@ class _FakeHub:
     def __init__(self, tmp_path: Path, error: Exception | None = None) -> None:
         self.tmp_path, self.error = tmp_path, error
 
-    def hf_hub_download(self, repo_id, filename, revision=None, token=None):
+    def hf_hub_download(self, repo_id, filename, revision=None, token=None, local_files_only=False):
         if self.error is not None:
             raise self.error
         path = self.tmp_path / "config.json"
@@ -245,3 +245,21 @@ def test_an_unreachable_hub_fails_in_seconds_with_one_line(tmp_path: Path) -> No
                             capture_output=True, text=True, timeout=60)
     assert time.monotonic() - start < 10 and result.returncode in (0, 1), result.stderr
     assert "HF_HUB_OFFLINE=1" in json.loads(result.stdout)["model_note"]
+
+
+def test_offline_set_after_huggingface_hub_was_imported_is_honoured(monkeypatch, tmp_path) -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: loraplan reads it each call, so no request is sent."""
+    import time
+
+    import huggingface_hub  # noqa: F401  (imported first, as any earlier command in the process would)
+
+    from loraplan.arch.sources import fetch_from_hub
+    from loraplan.errors import ModelNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    started = time.monotonic()
+    with pytest.raises(ModelNotFoundError, match="not in the local cache"):
+        fetch_from_hub("some-org/not-a-catalogued-model")
+    assert time.monotonic() - started < 5

@@ -206,7 +206,10 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
     from huggingface_hub import get_safetensors_metadata, hf_hub_download
 
     token = os.environ.get("HF_TOKEN") or None
-    if not hub_offline() and not hub_reachable():
+    # HF_HUB_OFFLINE is read here, each call: huggingface_hub reads it once at import, so a value set later (a
+    # test, an embedding program) would otherwise still send requests and retry them with backoff.
+    offline = hub_offline()
+    if not offline and not hub_reachable():
         try:  # a copy in the local cache still answers
             config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token,
                                           local_files_only=True)
@@ -217,7 +220,8 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
                 "(`loraplan models`) or a local config.json") from None
         return load_config_file(Path(config_file)), {}
     try:
-        config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token)
+        config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token,
+                                      local_files_only=offline)
     except hf_errors.HFValidationError as exc:  # `a/[red`: not a repo id the hub accepts
         raise ModelNotFoundError(f"{repo_id}: not a folder, a config.json, a catalogued model or a valid hub id "
                                  "(letters, digits, '-', '_', '.')") from exc
@@ -239,6 +243,8 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
         raise ModelNotFoundError(f"{repo_id}: could not download config.json ({exc})") from exc
     config = load_config_file(Path(config_file))
     shapes: dict[str, tuple[int, ...]] = {}
+    if offline:  # safetensors headers are read over the network only; the config alone gives the architecture
+        return config, shapes
     try:
         meta = get_safetensors_metadata(repo_id, revision=revision, token=token)
         for file_meta in meta.files_metadata.values():
