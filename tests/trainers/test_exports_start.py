@@ -90,6 +90,27 @@ def test_axolotl_validates_every_export(tmp_path: Path) -> None:
     assert all(v.startswith("ok") for v in results.values()), results
 
 
+def test_axolotl_keeps_the_counting_chat_template(tmp_path: Path) -> None:
+    """The template the count used travels as the dataset's `chat_template: jinja` + `chat_template_jinja`."""
+    arch = load_architecture(MODELS[0])
+    jinja = str(Path(__file__).resolve().parent.parent.parent / "examples" / "tokenizer" / "chat_template.jinja")
+    facts = DataFacts(path="examples/chat.jsonl", examples=470, trained_tokens=150_000, loss_mask=LossMask.ASSISTANT,
+                      chat_template=jinja)
+    plan = make_plan(arch, PlanRequest(data=facts, calibration=resolve_calibration(None)))
+    path = tmp_path / "axolotl.yaml"
+    path.write_text(export_text(plan.setup, "axolotl", arch))
+    assert FORMATS["axolotl"].read(path.read_text(), str(path)).data.chat_template == jinja
+    results = _run("axolotl", """
+        import json, sys, yaml
+        from axolotl.utils.config import validate_config
+        from axolotl.utils.dict import DictDefault
+        (path,) = json.loads(sys.argv[1]).values()
+        dataset = validate_config(DictDefault(yaml.safe_load(open(path)))).datasets[0]
+        print(json.dumps({"template": str(dataset["chat_template"]), "jinja": dataset["chat_template_jinja"]}))
+    """, {"export": path})
+    assert results["jinja"] == jinja and results["template"].endswith("jinja"), results  # a str enum
+
+
 def test_llamafactory_parses_every_export(tmp_path: Path) -> None:
     files = _exports("llamafactory", tmp_path, (Method.SFT, Method.DPO))
     assert files
