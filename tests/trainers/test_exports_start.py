@@ -71,6 +71,24 @@ def _run(trainer: str, code: str, files: dict[str, Path]) -> dict[str, str]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("method", [Method.SFT, Method.DPO, Method.RL])
+def test_trl_parses_every_export(tmp_path: Path, method: Method) -> None:
+    """`trl sft|dpo|grpo`'s own parsers (their make_parser dataclasses), five models."""
+    import trl
+
+    config = {Method.SFT: trl.SFTConfig, Method.DPO: trl.DPOConfig, Method.RL: trl.GRPOConfig}[method]
+    parser = trl.TrlParser((trl.ScriptArguments, config, trl.ModelConfig, trl.DatasetMixtureConfig))
+    files = _exports("trl", tmp_path, (method,))
+    assert len(files) == len(MODELS)
+    for key, path in files.items():
+        _script, training, model, data = parser.parse_args_and_config(
+            args=["--config", str(path), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"])
+        assert model.use_peft and model.lora_r and training.learning_rate > 0, key
+        assert "lm_head" not in (model.lora_target_modules or []), key
+        if method is Method.SFT:
+            assert data.datasets and data.datasets[0].data_files == "examples/chat.jsonl", key
+
+
 def test_axolotl_validates_every_export(tmp_path: Path) -> None:
     files = _exports("axolotl", tmp_path, (Method.SFT, Method.DPO))
     assert len(files) == 2 * len(MODELS)
