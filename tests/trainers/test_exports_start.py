@@ -71,6 +71,24 @@ def _run(trainer: str, code: str, files: dict[str, Path]) -> dict[str, str]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("method", [Method.SFT, Method.DPO, Method.RL])
+def test_trl_parses_every_export(tmp_path: Path, method: Method) -> None:
+    """`trl sft|dpo|grpo`'s own parsers (their make_parser dataclasses), five models."""
+    import trl
+
+    config = {Method.SFT: trl.SFTConfig, Method.DPO: trl.DPOConfig, Method.RL: trl.GRPOConfig}[method]
+    parser = trl.TrlParser((trl.ScriptArguments, config, trl.ModelConfig, trl.DatasetMixtureConfig))
+    files = _exports("trl", tmp_path, (method,))
+    assert len(files) == len(MODELS)
+    for key, path in files.items():
+        _script, training, model, data = parser.parse_args_and_config(
+            args=["--config", str(path), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"])
+        assert model.use_peft and model.lora_r and training.learning_rate > 0, key
+        assert "lm_head" not in (model.lora_target_modules or []), key
+        if method is Method.SFT:
+            assert data.datasets and data.datasets[0].data_files == "examples/chat.jsonl", key
+
+
 def test_axolotl_validates_every_export(tmp_path: Path) -> None:
     files = _exports("axolotl", tmp_path, (Method.SFT, Method.DPO))
     assert len(files) == 2 * len(MODELS)
@@ -88,6 +106,27 @@ def test_axolotl_validates_every_export(tmp_path: Path) -> None:
         print(json.dumps(out))
     """, files)
     assert all(v.startswith("ok") for v in results.values()), results
+
+
+def test_axolotl_keeps_the_counting_chat_template(tmp_path: Path) -> None:
+    """The template the count used travels as the dataset's `chat_template: jinja` + `chat_template_jinja`."""
+    arch = load_architecture(MODELS[0])
+    jinja = str(Path(__file__).resolve().parent.parent.parent / "examples" / "tokenizer" / "chat_template.jinja")
+    facts = DataFacts(path="examples/chat.jsonl", examples=470, trained_tokens=150_000, loss_mask=LossMask.ASSISTANT,
+                      chat_template=jinja)
+    plan = make_plan(arch, PlanRequest(data=facts, calibration=resolve_calibration(None)))
+    path = tmp_path / "axolotl.yaml"
+    path.write_text(export_text(plan.setup, "axolotl", arch))
+    assert FORMATS["axolotl"].read(path.read_text(), str(path)).data.chat_template == jinja
+    results = _run("axolotl", """
+        import json, sys, yaml
+        from axolotl.utils.config import validate_config
+        from axolotl.utils.dict import DictDefault
+        (path,) = json.loads(sys.argv[1]).values()
+        dataset = validate_config(DictDefault(yaml.safe_load(open(path)))).datasets[0]
+        print(json.dumps({"template": str(dataset["chat_template"]), "jinja": dataset["chat_template_jinja"]}))
+    """, {"export": path})
+    assert results["jinja"] == jinja and results["template"].endswith("jinja"), results  # a str enum
 
 
 def test_llamafactory_parses_every_export(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ OPTIMIZERS = {"adamw": "adamw_torch_fused"}
 RL_NAMES = {Method.DPO: "dpo", Method.RL: "grpo"}
 PATHS = [k.path for k in KEYS] + ["method", "finetuning", "quantization", "optim.schedule", "optim.optimizer",
                                   "lora.unembed", "lora.init_lora_weights", "data.path", "data.loss_mask",
-                                  "extras.group_size"]
+                                  "extras.group_size", "data.chat_template"]
 
 
 def write(setup: TrainingSetup) -> str:
@@ -85,6 +85,8 @@ def write(setup: TrainingSetup) -> str:
         if setup.data.loss_mask in (LossMask.ASSISTANT, LossMask.LAST_ASSISTANT):
             dataset["roles_to_train"] = ["assistant"]
             dataset["train_on_eos"] = "last" if setup.data.loss_mask is LossMask.LAST_ASSISTANT else "turn"
+        if setup.data.chat_template:  # the template the count used (Axolotl: a Jinja file's path or its text)
+            dataset.update({"chat_template": "jinja", "chat_template_jinja": setup.data.chat_template})
         out["datasets"] = [dataset]
     out.setdefault("bf16", "auto")
     return dump_yaml(out, "Run with: axolotl train THIS_FILE\nWritten by loraplan.")
@@ -147,6 +149,9 @@ def _read_datasets(fields: Fields, nested: dict[str, Any]) -> None:
         path = first.text("path")
         if path is not None and path != "DATA.jsonl":
             set_path(nested, "data.path", path)
+        template = first.text("chat_template_jinja")
+        if template is not None and first.text("chat_template") in ("jinja", None):
+            set_path(nested, "data.chat_template", template)
     if train_on_inputs:
         set_path(nested, "data.loss_mask", LossMask.ALL)
     elif first is not None and first.names("roles_to_train") == ("assistant",):
