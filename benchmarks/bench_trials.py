@@ -7,8 +7,9 @@
     alpha, on the CPU in fp32, no held-out evaluation: tokens/s = non-padding input tokens / training wall
     time, as the engine measures it and as transformers counts it for TRL (`num_input_tokens_seen`).
     The ratio engine / TRL is printed (target >= 1.0).
-(b) the same engine trial run directly and as a one-trial `loraplan sweep` on a Ray instance started
-    beforehand (Ray's start-up is printed apart: a sweep pays it once): overhead = (Tune - direct) / direct.
+(b) the same engine trial (with the engine's default held-out set, which a sweep scores) run directly
+    and as a one-trial `loraplan sweep` on a Ray instance started beforehand (Ray's start-up is printed
+    apart: a sweep pays it once): overhead = (Tune - direct) / direct.
 Both sides start cold (model and data caches cleared), in one run, one after the other.
 """
 
@@ -29,14 +30,15 @@ TOKENIZER = ROOT / "examples" / "tokenizer"
 MODEL = "meta-llama/Llama-3.2-1B"
 
 
-def engine_trial(args: argparse.Namespace) -> dict[str, float]:
+def engine_trial(args: argparse.Namespace, eval_fraction: float = 0.0) -> dict[str, float]:
     from loraplan.train.engine import TrialSpec, clear_cache, default_setup, run_trial
     from loraplan.train.models import ModelRef
 
     clear_cache()
     spec = TrialSpec(setup=default_setup(), model=ModelRef(MODEL, True, args.layers, args.hidden), data=str(DATA),
                      tokenizer=str(TOKENIZER), steps=args.steps, lr=args.lr, rank=args.rank, alpha=32.0,
-                     batch_size=args.batch_size, seq_len=args.seq_len, eval_fraction=0.0, seed=0, device="cpu")
+                     batch_size=args.batch_size, seq_len=args.seq_len, eval_fraction=eval_fraction, seed=0,
+                     device="cpu")
     start = time.perf_counter()
     record = run_trial(spec)
     return {"tokens_per_s": record["tokens_per_s"], "train_s": record["train_seconds"],
@@ -93,7 +95,7 @@ def ray_overhead(args: argparse.Namespace) -> dict[str, float]:
     ray_start = time.perf_counter() - start
     try:
         clear_cache()
-        direct = engine_trial(args)["wall_s"]
+        direct = engine_trial(args, eval_fraction=0.1)["wall_s"]  # a sweep trial scores a held-out set
         spec = SweepSpec(model=MODEL, data=(str(DATA),), lrs=(args.lr,), ranks=(args.rank,), steps=args.steps,
                          tokenizer=str(TOKENIZER), batch_size=args.batch_size, seq_len=args.seq_len,
                          random_init=True, layers=args.layers, hidden=args.hidden)
