@@ -231,9 +231,12 @@ def _lr_check(trials: _Trials, rank: int, alpha: float, lr: float) -> tuple[Chec
             summary = f"loss is flat (within 0.2%) over lr {min(points):.3g}-{max(points):.3g}; configured {lr:.3g}"
         return CheckResult(id="lr-bracket", verdict=verdict.value, summary=summary, measured=measured,
                            threshold=threshold, cause=None, fix=None), fit
-    cause = (f"the configured LR is {size:.1f}x too {'low' if factor > 1 else 'high'}" +
-             (" (a full fine-tuning LR reused for LoRA is about 10x too low)" if factor > 1 else
-              " (alpha/r >= 4 with a high LR overshoots)"))
+    if factor > 1:
+        why = (" (a full fine-tuning LR reused for LoRA is about 10x too low)" if size >= 6 else
+               " (short runs favour somewhat higher LRs than long ones: confirm with more --steps)")
+    else:
+        why = " (alpha/r >= 4 with a high LR overshoots)"
+    cause = f"the configured LR is {size:.1f}x too {'low' if factor > 1 else 'high'}{why}"
     fix = f"{direction} the learning rate {bound}{size:.0f}x, to {fit.best_lr:.2g}"
     return CheckResult(id="lr-bracket", verdict=verdict.value, summary=summary, measured=measured,
                        threshold=threshold, cause=cause, fix=fix), fit
