@@ -185,14 +185,16 @@ class TrialRecord(TypedDict):
 
 def run_trial(spec: TrialSpec) -> TrialRecord:
     """Train `spec` for spec.steps optimizer steps and return what was measured."""
+    setup = spec.resolved_setup()
+    _require_stack()
     from loraplan.train import trainer as runner
 
-    setup = spec.resolved_setup()
     return runner.execute(spec, setup)
 
 
 def clear_cache() -> None:
     """Drop the cached base model and tokenized data."""
+    _require_stack()
     from loraplan.train import trainer as runner
 
     runner.CACHE.clear()

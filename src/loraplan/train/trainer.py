@@ -1,5 +1,8 @@
 """execute(): one trial on transformers' Trainer (+ PEFT for LoRA). engine.py holds the public types.
 
+Imported by engine.run_trial only after it checked that the `train` extra is installed, so torch and
+transformers are imported at the top here.
+
 Nothing here is a training loop: the Trainer steps, evaluates, logs and places the model; this module
 builds its inputs (model, data, arguments, callbacks) and reads the measurements back.
 """
@@ -18,6 +21,9 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
+
+import torch
+import transformers
 
 from loraplan.errors import LoraplanError, require
 from loraplan.setup import Schedule, TrainingSetup
@@ -59,8 +65,6 @@ CACHE = _Cache()
 
 
 def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
-    torch: Any = require("torch", "train", "loraplan run/validate")
-    transformers: Any = require("transformers", "train", "loraplan run/validate")
     ref = spec.model_ref
     device = _device(torch, spec.device)
     bundle, hf_tokenizer = CACHE.get("tokenizer", (ref, spec.tokenizer), lambda: load_tokenizer_for(ref,
@@ -83,16 +87,15 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
     from loraplan.train.health import LoraHealthCallback
 
     health = LoraHealthCallback(every=spec.health_every or max(1, spec.steps // 10), warn=False)  # in the record
-    recorder = _Recorder(spec)
+    recorder = Recorder(spec)
     eval_every = spec.eval_every or max(1, math.ceil(spec.steps / EVAL_POINTS))
     with tempfile.TemporaryDirectory(prefix="loraplan-trial-") as out_dir, _quiet(transformers):
         args = _arguments(transformers, setup, spec, out_dir, device, eval_every, bool(data.held_out))
-        trainer = _make_trainer_class()(
+        trainer = CountingTrainer(
             model=model, args=args, train_dataset=SequenceDataset(data.train),
             eval_dataset=SequenceDataset(data.held_out) if data.held_out else None,
             data_collator=PadCollator(_pad_id(bundle, hf_tokenizer)), callbacks=[recorder])
         trainer.callback_handler.callbacks.insert(0, health)
-        recorder.trainer = trainer
         trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
         trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
         if device == "cuda":
@@ -100,7 +103,7 @@ def execute(spec: TrialSpec, setup: TrainingSetup) -> TrialRecord:
         eval_curve: list[list[float]] = []
         if data.held_out:
             eval_curve.append([0.0, float(trainer.evaluate()["eval_loss"])])
-        recorder.start()
+        recorder.start(trainer)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
@@ -173,60 +176,49 @@ def _arguments(transformers: Any, setup: TrainingSetup, spec: TrialSpec, out_dir
         bf16=device == "cuda", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
 
 
-def _make_trainer_class() -> type:
-    transformers: Any = require("transformers", "train", "loraplan run/validate")
+class CountingTrainer(transformers.Trainer):
+    """The Trainer, also counting the label tokens that carry loss and the non-padding tokens fed."""
 
-    class CountingTrainer(transformers.Trainer):
-        """Trainer that also counts the label tokens that carry loss and the non-padding tokens fed."""
+    trained_tokens = 0
+    input_tokens = 0
 
-        trained_tokens = 0
-        input_tokens = 0
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            if model.training:
-                self.trained_tokens += int((inputs["labels"] != -100).sum())
-                self.input_tokens += int(inputs["attention_mask"].sum())
-            return super().compute_loss(model, inputs, *args, **kwargs)
-
-    return CountingTrainer
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if model.training:
+            self.trained_tokens += int((inputs["labels"] != -100).sum())
+            self.input_tokens += int(inputs["attention_mask"].sum())
+        return super().compute_loss(model, inputs, *args, **kwargs)
 
 
-class _Recorder:
+class Recorder(transformers.TrainerCallback):
     """Collects losses and held-out losses from the Trainer's logs and forwards them to spec.on_step."""
 
-    def __new__(cls, spec: TrialSpec) -> Any:
-        transformers: Any = require("transformers", "train", "loraplan run/validate")
+    def __init__(self, spec: TrialSpec) -> None:
+        self.spec = spec
+        self.losses: list[float] = []
+        self.eval_curve: list[list[float]] = []
+        self.started = time.perf_counter()
+        self.trainer: CountingTrainer | None = None
 
-        class Recorder(transformers.TrainerCallback):
-            def __init__(self) -> None:
-                self.losses: list[float] = []
-                self.eval_curve: list[list[float]] = []
-                self.started = time.perf_counter()
-                self.trainer: Any = None
+    def start(self, trainer: CountingTrainer) -> None:
+        self.trainer = trainer
+        self.started = time.perf_counter()
 
-            def start(self) -> None:
-                self.started = time.perf_counter()
-
-            def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                       **kwargs: Any) -> None:
-                logs = logs or {}
-                loss = logs.get("loss")
-                eval_loss = logs.get("eval_loss")
-                if loss is not None:
-                    self.losses.append(float(loss))
-                if eval_loss is not None:
-                    self.eval_curve.append([float(state.global_step), float(eval_loss)])
-                if (loss is None and eval_loss is None) or spec.on_step is None:
-                    return
-                elapsed = time.perf_counter() - self.started
-                seen = getattr(self.trainer, "input_tokens", 0)
-                spec.on_step(StepReport(
-                    step=state.global_step, max_steps=state.max_steps, loss=None if loss is None else float(loss),
-                    eval_loss=None if eval_loss is None else float(eval_loss),
-                    learning_rate=logs.get("learning_rate"), tokens_per_s=seen / elapsed if elapsed > 0 else None,
-                    elapsed_s=elapsed))
-
-        return Recorder()
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        logs = logs or {}
+        loss, eval_loss = logs.get("loss"), logs.get("eval_loss")
+        if loss is not None:
+            self.losses.append(float(loss))
+        if eval_loss is not None:
+            self.eval_curve.append([float(state.global_step), float(eval_loss)])
+        if (loss is None and eval_loss is None) or self.spec.on_step is None:
+            return
+        elapsed = time.perf_counter() - self.started
+        seen = self.trainer.input_tokens if self.trainer is not None else 0
+        self.spec.on_step(StepReport(
+            step=state.global_step, max_steps=state.max_steps, loss=None if loss is None else float(loss),
+            eval_loss=None if eval_loss is None else float(eval_loss), learning_rate=logs.get("learning_rate"),
+            tokens_per_s=seen / elapsed if elapsed > 0 else None, elapsed_s=elapsed))
 
 
 def _pad_id(bundle: Any, hf_tokenizer: Any) -> int:
