@@ -121,10 +121,11 @@ def test_adaptive_extends_a_grid_whose_best_point_is_at_its_edge(ray_address: st
     grown = sweep(tmp_path, "adaptive", lrs=low_grid, ranks=(4,), adaptive=True)
     (first,) = summarize(r for r in grown.rows if r["round"] == 0).curves
     assert first.optimum is None and first.edge == "high" and first.best_lr == 1e-3  # never reported as found
+    added = float(f"{1e-3 * (1e-3 / 3e-4):.6g}")  # one grid step (the median neighbour ratio, 10/3) above the top
     (curve,) = grown.summary.curves
-    assert curve.edge is None and curve.bracket == (3e-4, 3e-3)  # one LR added, a grid step (~3.16x) above
+    assert curve.edge is None and curve.bracket == (3e-4, added)
     assert math.isclose(curve.optimum, objectives.OPTIMUM, rel_tol=1e-6)
-    assert grown.rounds == 2 and sorted(r["lr"] for r in grown.rows if r["round"] == 1) == [0.00316228]
+    assert grown.rounds == 2 and [r["lr"] for r in grown.rows if r["round"] == 1] == [added]
 
 
 def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_address: str, tmp_path: Path) -> None:
@@ -193,3 +194,29 @@ def test_unknown_model_is_one_line_and_exit_2() -> None:
                            str(ROOT / "examples" / "chat.jsonl")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no-such-org/no-such-model" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_sweep_on_a_tiny_model_finds_the_known_bad_lr(tmp_path: Path) -> None:
+    """Through the console script, the local Ray it starts and stops, and the real engine (~30 s): LR 3.0 is
+    far past any stable LR for LoRA at alpha 32, so its held-out loss must be the worst; the store then
+    calibrates a rule that answers the best finite LR."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    store = tmp_path / "store"
+    done = subprocess.run([sys.executable, "-m", "loraplan", "sweep", "meta-llama/Llama-3.2-1B", "--random-init",
+                           "--layers", "1", "--hidden", "32", "--data", str(ROOT / "examples" / "chat.jsonl"),
+                           "--tokenizer", str(ROOT / "examples" / "tokenizer"), "--lrs", "1e-4,1e-3,3.0",
+                           "--ranks", "4", "--steps", "5", "--batch-size", "4", "--seq-len", "64",
+                           "--store", str(store), "--json"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = {t["lr"]: t for t in json.loads(done.stdout)["trials"]}
+    assert trials[1e-3]["status"] == "ok" and trials[1e-3]["tokens_per_s"] > 0
+    bad = trials[3.0]["metric"]
+    assert bad is None or bad > max(trials[1e-3]["metric"], trials[1e-4]["metric"])  # None: diverged (non-finite)
+    best = min((1e-4, 1e-3), key=lambda lr: trials[lr]["metric"])
+    cal = tmp_path / "cal.toml"
+    assert subprocess.run([sys.executable, "-m", "loraplan", "calibrate", str(store), "-o", str(cal)], env=env,
+                          capture_output=True, timeout=300).returncode == 0
+    answer = subprocess.run([sys.executable, "-m", "loraplan", "lr", str(store / "model"), "--calibration", str(cal),
+                             "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert math.isclose(json.loads(answer.stdout)["lr"], best, rel_tol=1e-9)

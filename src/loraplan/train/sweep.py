@@ -154,7 +154,7 @@ def engine_objective(trial: dict[str, Any], common: dict[str, Any],
         data=tuple(common["data"]), tokenizer=common["tokenizer"], steps=common["steps"], lr=trial["lr"],
         rank=trial["rank"] or None, full_finetune=trial["method"] == "full", batch_size=common["batch_size"],
         seq_len=common["seq_len"], seed=trial["seed"],
-        on_step=lambda s: report({"step": s["step"], "loss": s["loss"], "eval_loss": s["eval_loss"]}),
+        on_step=lambda s: _report_evals(s, report),
     )
     record = run_trial(spec)
     metric = record["eval_loss"]
@@ -162,6 +162,13 @@ def engine_objective(trial: dict[str, Any], common: dict[str, Any],
         raise SweepError("the trial has no held-out set to score (the data is too small to hold any out)")
     return {"metric": metric, "losses": record["losses"], "eval_curve": record["eval_curve"],
             "tokens_per_s": record["tokens_per_s"]}
+
+
+def _report_evals(step: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
+    """Forward held-out evaluations only: each Tune report is a round trip to the driver that the training
+    thread waits for, and the per-step losses reach the store in the trial's final result anyway."""
+    if step["eval_loss"] is not None:
+        report({"step": step["step"], "loss": step["loss"], "eval_loss": step["eval_loss"]})
 
 
 def _stored_row(store: str, key: str) -> TrialRow | None:
