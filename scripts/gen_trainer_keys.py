@@ -24,7 +24,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "loraplan" / "formats" / "trainer_keys.json"
 TRL_CONFIGS = ("SFTConfig", "DPOConfig", "GRPOConfig", "KTOConfig", "RLOOConfig", "RewardConfig",
-               "DistillationConfig", "ModelConfig", "ScriptArguments")
+               "DistillationConfig", "ModelConfig", "ScriptArguments", "DatasetMixtureConfig")
 TRL_EXPERIMENTAL = {"orpo": "ORPOConfig", "cpo": "CPOConfig", "online_dpo": "OnlineDPOConfig", "gkd": "GKDConfig"}
 
 
