@@ -98,6 +98,19 @@ def build_on_meta(
         model = instantiate(config, trust_remote_code)
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"{model_id}: transformers could not build the model from its config ({exc})") from exc
+    config = _with_canonical_sizes(config, model)
     weights = weights_of_module(model, text_config(config))
     total = sum(p.numel() for p in model.parameters())
     return architecture_from_weights(config, weights, total, model_id, "meta device (transformers)")
+
+
+def _with_canonical_sizes(config: dict[str, Any], model: Any) -> dict[str, Any]:
+    """GPT-2 style configs say `n_embd`, `n_layer`: add the canonical names from transformers' own config."""
+    from loraplan.arch.config import text_config
+
+    if "hidden_size" in text_config(config):
+        return config
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    sizes = {key: getattr(cfg, key, None) for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                        "vocab_size")}
+    return {**config, **{key: value for key, value in sizes.items() if isinstance(value, int)}}
