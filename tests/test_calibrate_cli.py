@@ -89,8 +89,15 @@ def test_acceptance_leave_one_model_out(tmp_path: Path, full_evaluation: dict) -
 def test_lr_rule_tinker_is_the_published_formula() -> None:
     payload = run_json("lr", "meta-llama/Llama-3.1-8B", "--rule", "tinker")
     assert math.isclose(payload["lr"], BASE_LR * LORA_MULTIPLIER * (2000 / 4096) ** 0.781, rel_tol=1e-15)
-    assert "no calibrated LR rule for family `mistral`" in error_of(["lr", "mistralai/Mistral-7B-v0.3", "--rule",
-                                                                     "tinker"])
+    message = error_of(["lr", "mistralai/Mistral-7B-v0.3", "--rule", "tinker"])
+    assert "covers llama, qwen only, not `mistral`" in message
+    # Every option the message suggests is one `lr` has (oracle: the command's own click parameters).
+    import typer.main
+
+    command = typer.main.get_command(app).commands["lr"]  # type: ignore[attr-defined]
+    known = {opt for param in command.params for opt in param.opts}
+    suggested = set(re.findall(r"--[a-z-]+", message))
+    assert suggested and suggested <= known, suggested - known
 
 
 def test_lr_default_answers_every_family() -> None:

@@ -139,6 +139,9 @@ class _FakeHub:
 def _patch_hub(monkeypatch, fake: _FakeHub) -> None:
     import huggingface_hub
 
+    from loraplan.arch import sources
+
+    monkeypatch.setattr(sources, "hub_reachable", lambda timeout_s=3.0: True)  # the fake answers, not the network
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake.hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", fake.get_safetensors_metadata)
 
@@ -175,3 +178,63 @@ def test_offline_hub_says_so(monkeypatch, tmp_path: Path) -> None:
     _patch_hub(monkeypatch, _FakeHub(tmp_path, LocalEntryNotFoundError("offline")))
     with pytest.raises(ModelNotFoundError, match="offline"):
         load_architecture("someone/model")
+
+
+# Offline resolution of variants and re-uploads; failing fast when the hub is out of reach ----------------------
+
+
+@pytest.mark.parametrize(("reference", "answered_by"), [
+    ("unsloth/Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),  # a mirror: the same name elsewhere
+    ("NousResearch/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"),
+    ("nvidia/Qwen3-30B-A3B-NVFP4", "Qwen/Qwen3-30B-A3B"),  # quantised upload
+    ("unsloth/mistral-7b-instruct-v0.3-bnb-4bit", "mistralai/Mistral-7B-v0.3"),
+    ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B"),  # dated instruct release
+    ("Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3.5-35B-A3B"),
+    ("unsloth/gpt-oss-20b", "openai/gpt-oss-20b"),
+    ("someone/Qwen3-8B-AWQ", "Qwen/Qwen3-8B"),
+])
+def test_variants_and_reuploads_resolve_offline_to_the_catalogue(monkeypatch, reference: str,
+                                                                 answered_by: str) -> None:
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    arch = load_architecture(reference)
+    assert arch.model_id == answered_by
+    assert answered_by in arch.source and reference in arch.source  # says which entry answered, for what
+
+
+def test_a_variant_has_the_catalogued_architecture() -> None:
+    base, variant = load_architecture("Qwen/Qwen3-30B-A3B"), load_architecture("nvidia/Qwen3-30B-A3B-NVFP4")
+    assert (variant.hidden_size, variant.num_experts, variant.total_params) == (
+        base.hidden_size, base.num_experts, base.total_params)
+
+
+@pytest.mark.parametrize("reference", ["meta-llama/Meta-Llama-3-8B-Instruct", "unsloth/gemma-3-4b-it"])
+def test_a_different_model_is_not_taken_for_a_variant(reference: str) -> None:
+    from loraplan.arch.sources import catalog_variant
+
+    assert catalog_variant(reference) is None  # Llama 3 is not Llama 3.1; Gemma 3 4B is not Gemma 3 1B
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_one_line(tmp_path: Path) -> None:
+    """Through the console script, without HF_HUB_OFFLINE, against an endpoint nothing listens on."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy",
+                                                                     "ALL_PROXY", "all_proxy"))}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    for command in (["params", "someone/unlisted-model"], ["lr", "someone/unlisted-model"]):
+        start = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "loraplan", *command], env=env, capture_output=True,
+                                text=True, timeout=60)
+        elapsed = time.monotonic() - start
+        assert result.returncode == 2, result.stderr
+        assert elapsed < 10, f"{command}: {elapsed:.1f}s"
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "HF_HUB_OFFLINE=1" in lines[0] and "--model" in lines[0], result.stderr

@@ -30,7 +30,7 @@ def test_folder_device_and_missing_file_are_one_line_errors(tmp_path):
 def test_size_is_checked_before_reading(tmp_path):
     big = tmp_path / "big.json"
     big.write_bytes(b"x" * 101)
-    with pytest.raises(InputFileError, match="100-byte limit"):
+    with pytest.raises(InputFileError, match=r"too large for a model config \(limit 100 bytes"):
         read_user_bytes(big, what="model config", max_bytes=100)
     assert read_user_bytes(big, what="model config", max_bytes=101) == b"x" * 101
 

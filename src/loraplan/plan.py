@@ -16,9 +16,9 @@ from loraplan.estimates import ComputeEstimate, MemoryEstimate, compute, memory
 from loraplan.rules import batch as batch_rules
 from loraplan.rules.calibration import Calibration, ModelTraits
 from loraplan.rules.capacity import CapacityResult, CapacityRule, next_power_of_two, validate_capacity
-from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, transfer_lr
+from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, rslora_lr_factor, transfer_lr
 from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS, MAX_RANK, RSLORA_MIN_RANK
-from loraplan.rules.numbers import positive_finite
+from loraplan.rules.numbers import fmt_number, positive_finite
 from loraplan.rules.sources import SEED_DOCTRINE, SEED_RANK_ALPHA, SEED_RULES
 from loraplan.setup import DataSpec, LoraSpec, LossMask, Method, MethodExtras, Optimization, Schedule, TrainingSetup
 
@@ -90,6 +90,7 @@ class Plan:
     peft_target_modules: tuple[str, ...] = ()
     peft_target_parameters: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    lr_rule: str = ""  # one line: which rule answered, extrapolated or not, and the factors applied
 
     def why(self, name: str) -> Explanation:
         return next(e for e in self.explanations if e.field == name)
@@ -99,6 +100,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.explanations: list[Explanation] = []
         self.warnings: list[str] = []
+        self.lr_rule = "chosen by the user"
 
     def set(self, name: str, value: object, reason: str, source: str) -> None:
         self.explanations.append(Explanation(name, value, reason, source))
@@ -139,7 +141,7 @@ def _choose_rank(req: PlanRequest, per_rank: int, rec: _Recorder) -> tuple[int, 
     return rank, final
 
 
-def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder) -> float:
+def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder, rank: int) -> float:
     defaults = DEFAULTS[req.method]
     if req.lr is not None:
         rec.set("optim.learning_rate", req.lr, "chosen by the user", USER)
@@ -147,16 +149,19 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder)
     if req.method is not Method.SFT:
         assert defaults.lr is not None and defaults.lr_range is not None
         low, high = defaults.lr_range
+        rec.lr_rule = f"{req.method.value} working default"
         rec.set("optim.learning_rate", defaults.lr,
-                f"{req.method.value} working default (range {low:g}-{high:g} at rank {defaults.rank})",
+                f"{req.method.value} working default (range {fmt_number(low)}-{fmt_number(high)} at rank "
+                f"{defaults.rank})",
                 defaults.source)
         return defaults.lr
     if req.transfer_from is not None:
         if req.transfer_lr is None:
             raise LoraplanError("--transfer-from needs --transfer-lr (the LR known to work on that model)")
         lr = transfer_lr(req.transfer_lr, req.transfer_from.total_params, arch.total_params)
+        rec.lr_rule = f"transferred from {req.transfer_from.model_id}"
         rec.set("optim.learning_rate", lr,
-                f"transferred from {req.transfer_from.model_id} at {req.transfer_lr:g}: "
+                f"transferred from {req.transfer_from.model_id} at {fmt_number(req.transfer_lr)}: "
                 f"x sqrt({req.transfer_from.total_params:,} / {arch.total_params:,})", TRANSFER_SOURCE)
         return lr
     traits = ModelTraits.of(arch)
@@ -164,13 +169,23 @@ def _choose_lr(arch: Architecture, req: PlanRequest, batch: int, rec: _Recorder)
                           arch.total_params, arch.model_id, traits)
     factor = batch_rules.batch_lr_factor(batch)
     lr = advice.lr * factor
-    reason = (f"{advice.rule} ({advice.answered_by}) with hidden {arch.hidden_size} gives {advice.lr:.3g} "
-              f"(full fine-tuning {advice.lr_full_ft:.3g} x {advice.lora_over_full_ft:g})")
+    inputs = f" with hidden {arch.hidden_size}" if advice.uses_hidden else ""
+    reason = (f"{advice.rule} ({advice.answered_by}){inputs} gives {fmt_number(advice.lr)} "
+              f"(full fine-tuning {fmt_number(advice.lr_full_ft)} x {advice.lora_over_full_ft:g})")
+    summary = f"{advice.answered_by}{'' if advice.extrapolated else ' (calibrated)'}"
     if factor != 1.0:
         scaled = max(batch, batch_rules.MIN_SCALED_BATCH)
         reason += (f"; x sqrt({scaled}/{batch_rules.REFERENCE_BATCH}) = {factor:.3f} because the rule was fitted "
                    f"at batch {batch_rules.REFERENCE_BATCH} and LR scales with sqrt(batch) within 32-128")
+        summary += f", x {factor:.3f} for batch {batch} (rule fitted at {batch_rules.REFERENCE_BATCH})"
+    if req.rslora:
+        rs = rslora_lr_factor(rank)
+        lr *= rs
+        reason += (f"; x 1/sqrt({rank}) = {rs:.3g} for rsLoRA: alpha/sqrt(r) makes the adapter sqrt(r) times "
+                   f"stronger than the alpha/r the rule was fitted with, so the LR shrinks by the same factor")
+        summary += f", x 1/sqrt({rank}) for rsLoRA"
     rec.set("optim.learning_rate", lr, reason, advice.source)
+    rec.lr_rule = summary
     return lr
 
 
@@ -220,11 +235,19 @@ def make_plan(arch: Architecture, req: PlanRequest) -> Plan:
     lora = _lora_spec(arch, req, rank, result, rec)
     default_epochs = req.epochs or 1.0
     choice = batch_rules.choose_batch(req.data.examples, default_epochs, req.batch_size)
+    split = batch_rules.split_batch(choice.batch_size, req.micro_batch_size, req.num_devices)
+    batch = split.effective
+    if batch != choice.batch_size:  # steps and warnings follow the batch that is actually trained
+        choice = batch_rules.choose_batch(req.data.examples, choice.epochs, batch)
+        rec.warnings.append(split.note or "")
     rec.warnings.extend(choice.warnings)
-    rec.set("optim.batch_size", choice.batch_size, choice.reason, choice.source if req.batch_size is None else USER)
-    micro = min(req.micro_batch_size, choice.batch_size)
-    accumulation = max(1, choice.batch_size // (micro * req.num_devices))
-    lr = _choose_lr(arch, req, choice.batch_size, rec)
+    reason = choice.reason if req.batch_size is None else "chosen by the user"
+    reason += f" = {split.micro_batch_size} micro x {split.accumulation} accumulation x {split.devices} device(s)"
+    if split.note:
+        reason += f"; {split.note}"
+    rec.set("optim.batch_size", batch, reason, choice.source if req.batch_size is None else USER)
+    micro, accumulation = split.micro_batch_size, split.accumulation
+    lr = _choose_lr(arch, req, batch, rec, lora.rank)
     steps = req.max_steps or choice.steps
     if steps is not None:
         rec.set("optim.max_steps", steps, "chosen by the user" if req.max_steps else
@@ -265,5 +288,5 @@ def make_plan(arch: Architecture, req: PlanRequest) -> Plan:
         capacity=capacity, memory=memory(arch, trainable, req.seq_len, micro),
         compute=compute(arch, tokens_processed, req.gpu), trainable_params=trainable,
         model_params=arch.total_params, peft_target_modules=lora.target_modules or (),
-        peft_target_parameters=lora.target_parameters or (), notes=tuple(notes),
+        peft_target_parameters=lora.target_parameters or (), notes=tuple(notes), lr_rule=rec.lr_rule,
     )

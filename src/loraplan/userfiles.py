@@ -56,7 +56,7 @@ def open_user_file(path: str | os.PathLike[str], *, what: str, max_bytes: int | 
             raise InputFileError(f"{path}: the {what} is {_describe(info.st_mode)}; give a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             raise InputFileError(
-                f"{path}: {info.st_size:,} bytes is more than the {max_bytes:,}-byte limit for a {what}"
+                f"{path}: {info.st_size:,} bytes is too large for a {what} (limit {max_bytes:,} bytes)"
             )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
@@ -74,7 +74,7 @@ def read_user_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int) 
         except OSError as exc:
             raise InputFileError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
     if len(raw) > max_bytes:
-        raise InputFileError(f"{path}: more than the {max_bytes:,}-byte limit for a {what}")
+        raise InputFileError(f"{path}: too large for a {what} (more than the limit of {max_bytes:,} bytes)")
     return raw
 
 

@@ -1,8 +1,11 @@
 """Model reference -> config (+ tensor shapes) -> Architecture.
 
 A reference is, in this order: a local folder or config.json path, a catalogue id (the real
-config.json files bundled in loraplan/catalog), or a Hugging Face hub id. Weights are never
+config.json files bundled in loraplan/catalog), a variant or re-upload of a catalogued model
+(resolved offline, see `catalog_variant`), or a Hugging Face hub id. Weights are never
 downloaded: hub shapes come from safetensors headers through `get_safetensors_metadata`.
+When the hub must be asked and cannot be reached, the answer comes in seconds (one connection
+attempt), not after huggingface_hub's retries.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import socket
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -42,6 +47,47 @@ def catalog() -> dict[str, CatalogEntry]:
         model_id = f"{path.parent.parent.name}/{path.parent.name}"
         entries[model_id.lower()] = CatalogEntry(model_id, path)
     return entries
+
+
+# Name parts that change the weights' values or packaging, never the architecture: chat/instruct tunes,
+# base releases, dated re-releases (Qwen's -2507), quantised uploads (bitsandbytes, AWQ, GPTQ, FP8, NVFP4, GGUF)
+# and the tags mirrors add (unsloth's -unsloth-bnb-4bit, axolotl-quants' -bnb-nf4-bf16).
+VARIANT_PARTS = frozenset({"instruct", "base", "it", "hf", "chat", "bnb", "4bit", "8bit", "nf4", "bf16", "fp16", "awq",
+                           "gptq", "fp8", "nvfp4", "mxfp4", "int4", "int8", "w4a16", "gguf", "unsloth", "dynamic",
+                           "dynamic-fp8", "thinking", "it-qat", "qat"})
+RELEASE_TAG = re.compile(r"\d{4}")
+
+
+def _core_name(name: str) -> str:
+    """`Qwen3-30B-A3B-Instruct-2507-FP8` -> `qwen3-30b-a3b`: the name without variant and upload tags."""
+    parts = [p for p in name.lower().split("-") if p not in VARIANT_PARTS and not RELEASE_TAG.fullmatch(p)]
+    return "-".join(parts)
+
+
+def catalog_variant(reference: str) -> tuple[CatalogEntry, str] | None:
+    """The catalogued model that `reference` is a variant or re-upload of, and how it was matched.
+
+    Same name under another organisation (a mirror: NousResearch/Llama-2-7b-hf, unsloth/Llama-3.1-8B) first;
+    then the name without instruct/base/-it and quantisation tags (unsloth/...-bnb-4bit, ...-AWQ, ...-FP8,
+    nvidia/...-NVFP4). An instruct tune, a quantised upload and a mirror have the base model's architecture
+    (the same config.json shapes), which is all loraplan reads. Ambiguous names match nothing.
+    """
+    if reference.count("/") != 1:
+        return None
+    org, name = reference.split("/")
+    by_name = [e for e in catalog().values() if e.model_id.split("/")[1].lower() == name.lower()]
+    if len(by_name) == 1:
+        return by_name[0], f"same name, {org} hosts a copy"
+    core = _core_name(name)
+    if not core:
+        return None
+    matches = {e.model_id: e for e in catalog().values() if _core_name(e.model_id.split("/")[1]) == core}
+    if not matches:
+        return None
+    # Several catalogued releases share a core name (Qwen3-4B and Qwen3-4B-Instruct-2507): same architecture,
+    # so the one from the same organisation, then the shortest name (the base release), answers.
+    entry = min(matches.values(), key=lambda e: (e.model_id.split("/")[0].lower() != org.lower(), len(e.model_id)))
+    return entry, "an instruct/base variant or quantised re-upload, same architecture"
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -127,6 +173,11 @@ def load_architecture(
     if entry is not None:
         return architecture_from_config(load_config_file(entry.path), entry.model_id, "catalogue", None,
                                         trust_remote_code)
+    variant = catalog_variant(reference)
+    if variant is not None:
+        entry, how = variant
+        source = f"catalogue entry {entry.model_id} answering for {reference}: {how}"
+        return architecture_from_config(load_config_file(entry.path), entry.model_id, source, None, trust_remote_code)
     if reference.count("/") == 1 and not reference.startswith((".", "/")):
         try:
             config, shapes = fetch_from_hub(reference, revision)
@@ -155,6 +206,16 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
     from huggingface_hub import get_safetensors_metadata, hf_hub_download
 
     token = os.environ.get("HF_TOKEN") or None
+    if not hub_offline() and not hub_reachable():
+        try:  # a copy in the local cache still answers
+            config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token,
+                                          local_files_only=True)
+        except (hf_errors.LocalEntryNotFoundError, hf_errors.EntryNotFoundError, OSError, ValueError):
+            raise ModelNotFoundError(
+                f"{repo_id}: the Hugging Face hub ({hub_endpoint()}) cannot be reached and the model is not in the "
+                "local cache; set HF_HUB_OFFLINE=1 to skip the hub, or pass --model with a catalogued id "
+                "(`loraplan models`) or a local config.json") from None
+        return load_config_file(Path(config_file)), {}
     try:
         config_file = hf_hub_download(repo_id, "config.json", revision=revision, token=token)
     except hf_errors.HFValidationError as exc:  # `a/[red`: not a repo id the hub accepts
@@ -187,3 +248,36 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> tuple[dict[str,
             hf_errors.SafetensorsParsingError):
         shapes = {}  # config alone still gives the architecture
     return config, shapes
+
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (set: the cache only, no network at all)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """One TCP connection to the hub (or the proxy that carries it), bounded by `timeout_s`.
+
+    huggingface_hub retries an unreachable hub with backoff (about 23 s per model); one connection attempt
+    tells the same in at most `timeout_s`.
+    """
+    from urllib.parse import urlsplit
+
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), None)
+    url = urlsplit(proxy if proxy and "://" in proxy else (f"http://{proxy}" if proxy else hub_endpoint()))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if not url.hostname:
+        return True  # nothing to probe: let huggingface_hub decide
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

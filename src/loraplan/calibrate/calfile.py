@@ -63,7 +63,7 @@ def calibration_toml(evaluation: Evaluation, sweep_files: Sequence[str]) -> str:
     rows = {r.model: r for r in evaluation.rows}
     lines = [
         f"# Written by `loraplan calibrate {' '.join(Path(f).name for f in sweep_files)}`; regenerate, do not edit.",
-        "# Regrets are fractions: (f(lr) - min f) / min f, f = test NLL minimised over ranks (issue 6).",
+        "# Regrets are fractions: (f(lr) - min f) / min f, f = test NLL minimised over ranks.",
         f"source = {_value(how)}",
         "standalone = true",
         f"rule_shape = {_value(evaluation.shape.name)}",

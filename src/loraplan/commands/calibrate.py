@@ -28,7 +28,13 @@ def calibrate(
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of every model's f(lr) with both rules")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fit the LR rule to sweep results; score it leave-one-group-out against the published formula."""
+    """Fit the LR rule to sweep results; score it leave-one-group-out against the published formula.
+
+    Examples:
+
+    $ loraplan calibrate data/tinker_cookbook_sft_sweep.md -o cal.toml
+    $ loraplan calibrate data/tinker_cookbook_sft_sweep.md --evaluate
+    """
     from loraplan.atomicwrite import write_atomic
     from loraplan.calibrate.calfile import calibration_toml
     from loraplan.calibrate.evaluate import evaluate

@@ -44,7 +44,29 @@ def check(
     = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check a LoRA training config against the rules: placement, LR, batch, capacity, alpha/rank."""
+    """Check a LoRA training config against the rules: placement, LR, batch, capacity, alpha/rank.
+
+    Examples:
+
+    $ loraplan check examples/axolotl-attention-only.yaml
+    $ loraplan check examples/axolotl-attention-only.yaml --tokens 2000000 --fix -o fixed.yaml
+    """
+    from loraplan.errors import LoraplanError
+
+    try:
+        _check(config, model, fmt, data, tokenizer, tokens, examples, devices, calibration, trust_remote_code,
+               sarif, fix, output, json_out)
+    except LoraplanError as exc:
+        if not (json_out or sarif):
+            raise  # cli.main prints the one line
+        # --json promises one JSON object on stdout: on exit 2 it is the error itself
+        emit_json({"error": {"type": type(exc).__name__, "message": str(exc), "exit_code": 2}})
+        sys.exit(2)
+
+
+def _check(config: Path, model: str | None, fmt: str | None, data: list[str] | None, tokenizer: str | None,
+           tokens: int | None, examples: int | None, devices: int | None, calibration: str | None,
+           trust_remote_code: bool, sarif: bool, fix: bool, output: Path | None, json_out: bool) -> None:
     from loraplan.doctor import check_config
     from loraplan.doctor.inputs import count_tokens
     from loraplan.errors import LoraplanError

@@ -9,6 +9,8 @@ from rich.markup import escape
 
 from loraplan.cli import CalibrationOpt, JsonOpt, ModelArg, TrustOpt
 from loraplan.output import console, emit_json, table
+from loraplan.rules.batch import MIN_SCALED_BATCH, REFERENCE_BATCH, batch_lr_factor
+from loraplan.rules.numbers import fmt_number
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +21,13 @@ def register(app: typer.Typer) -> None:
 
 
 def models(json_out: JsonOpt = False) -> None:
-    """List the bundled catalogue of real model configs."""
+    """List the bundled catalogue of real model configs.
+
+    Examples:
+
+    $ loraplan models
+    $ loraplan models --json
+    """
     from loraplan.arch.sources import catalog, load_architecture
 
     rows = []
@@ -36,7 +44,8 @@ def models(json_out: JsonOpt = False) -> None:
     console.print(table("Bundled catalogue (real config.json files)",
                         ["model", "family", "hidden", "layers", "params", "active", "experts"],
                         [[r["model"], r["family"], r["hidden_size"], r["layers"], _billions(r["total_params"]),
-                          _billions(r["active_params"]), r["experts"] or "-"] for r in rows]))
+                          _billions(r["active_params"]), r["experts"] or "-"] for r in rows],
+                        drop_first=("family", "layers", "hidden", "experts")))
 
 
 def _billions(n: int) -> str:
@@ -53,12 +62,20 @@ def lr(
     transfer_from: Annotated[str | None, typer.Option("--transfer-from", help="a model whose good LR you know")] = None,
     transfer_lr_value: Annotated[float | None, typer.Option("--transfer-lr", min=0.0,
                                                             help="that model's LR (with --transfer-from)")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="effective batch (sequences per optimizer "
+                                            "step, all devices); the rules were fitted at 128")] = REFERENCE_BATCH,
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recommended peak learning rate for MODEL."""
+    """Recommended peak learning rate for MODEL at --batch-size (default 128, the batch the rules were fitted at).
+
+    Examples:
+
+    $ loraplan lr meta-llama/Llama-3.1-8B
+    $ loraplan lr Qwen/Qwen3-8B --batch-size 64 --json
+    """
     from loraplan.calibrate.features import model_facts
-    from loraplan.errors import LoraplanError
+    from loraplan.errors import LoraplanError, UncalibratedFamilyError
     from loraplan.rules.calibration import ModelTraits, published_calibration, resolve_calibration
     from loraplan.rules.lr import TRANSFER_SOURCE, recommend_lr, transfer_lr
 
@@ -81,16 +98,31 @@ def lr(
         if json_out:
             emit_json(payload)
             return
-        console.print(f"[bold]{escape(facts.model_id)}[/]: LR [bold green]{value:.3g}[/]")
+        console.print(f"[bold]{escape(facts.model_id)}[/]: LR [bold green]{fmt_number(value)}[/]", highlight=False)
         console.print(f"  {escape(str(payload['rule']))} (LR_B = LR_A * sqrt(params_A / params_B)); "
                       f"source: {TRANSFER_SOURCE}", highlight=False)
         return
     cal = published_calibration() if rule == "tinker" else resolve_calibration(calibration)
     traits = ModelTraits.of(facts)
-    advice = recommend_lr(facts.family, facts.hidden_size, not full_finetune, cal, short_run, facts.total_params,
-                          facts.model_id, traits)
+    try:
+        advice = recommend_lr(facts.family, facts.hidden_size, not full_finetune, cal, short_run, facts.total_params,
+                              facts.model_id, traits)
+    except UncalibratedFamilyError as exc:
+        if rule != "tinker":
+            raise
+        covered = ", ".join(sorted(cal.rules))
+        raise UncalibratedFamilyError(
+            f"the published formula covers {covered} only, not `{facts.family}` ({facts.model_id}); use "
+            "--rule calibrated (the default: fitted on tinker-cookbook's sweep, labelled extrapolated for a family it "
+            "has no data on), --calibration FILE, or "
+            "--transfer-from MODEL --transfer-lr LR") from exc
+    factor = batch_lr_factor(batch_size)
+    value = advice.lr * factor
+    scaled = f" x sqrt({max(batch_size, MIN_SCALED_BATCH)}/{REFERENCE_BATCH}) = {factor:.3f}" if factor != 1.0 else ""
     payload = {
-        "model": facts.model_id, "lr": advice.lr, "lr_full_ft": advice.lr_full_ft,
+        "model": facts.model_id, "lr": value, "batch_size": batch_size, "lr_at_reference_batch": advice.lr,
+        "reference_batch": REFERENCE_BATCH, "batch_factor": factor, "extrapolated": advice.extrapolated,
+        "lr_full_ft": advice.lr_full_ft,
         "lora_over_full_ft": advice.lora_over_full_ft, "is_lora": advice.is_lora, "family": advice.family,
         "hidden_size": advice.hidden_size, "rule": advice.rule, "answered_by": advice.answered_by,
         "source": advice.source, "calibration": str(cal.path) if cal.path else cal.source,
@@ -100,8 +132,11 @@ def lr(
         emit_json(payload)
         return
     console.print(f"[bold]{escape(facts.model_id)}[/]: {'LoRA' if advice.is_lora else 'full fine-tuning'} "
-                  f"LR [bold green]{advice.lr:.3g}[/]")
+                  f"LR [bold green]{fmt_number(value)}[/] at batch {batch_size}", highlight=False)
     console.print(f"  {escape(advice.explain())}", highlight=False)
+    if scaled:
+        console.print(f"  batch {batch_size}: {fmt_number(advice.lr)}{scaled} (LR scales with sqrt(batch) "
+                      f"within 32-128; the rule was fitted at batch {REFERENCE_BATCH})", highlight=False)
     console.print(f"  model facts: {escape(facts.source)}", highlight=False)
 
 
@@ -119,7 +154,13 @@ def params(
     trust_remote_code: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Exact LoRA parameter counts for MODEL, per rank and at --rank."""
+    """Exact LoRA parameter counts for MODEL, per rank and at --rank.
+
+    Examples:
+
+    $ loraplan params Qwen/Qwen3-30B-A3B --rank 8
+    $ loraplan params meta-llama/Llama-3.1-8B --targets attn
+    """
     from loraplan.arch.conventions import Convention, budget
     from loraplan.arch.sources import load_architecture
     from loraplan.errors import LoraplanError
@@ -155,20 +196,28 @@ def capacity(
     data: Annotated[list[str] | None, typer.Option("--data", help="count this data set instead of --tokens")] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="for --data (default: the model's)")] = None,
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="Jinja file for --data")] = None,
-    record_format: Annotated[str, typer.Option("--format", help="--data record format (see `tokens`)")] = "auto",
+    record_format: Annotated[str, typer.Option("--data-format", help="--data record layout (see `tokens`)")] = "auto",
     mask: Annotated[str, typer.Option("--mask", help="auto | assistant | last | all | completion")] = "auto",
     max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="truncate --data")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="skip malformed --data records")] = False,
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="estimate --data from N records")] = None,
-    rank: Annotated[int, typer.Option("--rank", "-r", min=1)] = 32,
-    rule: Annotated[str, typer.Option("--rule", help="params (seed 000) | bits (seed 003)")] = "params",
-    bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0)] = 1.0,
-    convention: Annotated[str, typer.Option("--convention")] = "tinker",
+    rank: Annotated[int, typer.Option("--rank", "-r", min=1, help="LoRA rank to check")] = 32,
+    rule: Annotated[str, typer.Option("--rule", help="params (LoRA params >= trained tokens) | "
+                                      "bits (2 bits per param >= --bits-per-token x tokens)")] = "params",
+    bits_per_token: Annotated[float, typer.Option("--bits-per-token", min=0.0,
+                                                  help="information per trained token (--rule bits)")] = 1.0,
+    convention: Annotated[str, typer.Option("--convention", help="tinker | peft | per-expert")] = "tinker",
     targets: TargetsOpt = "all",
-    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed")] = True,
+    unembed: Annotated[bool, typer.Option("--unembed/--no-unembed", help="adapt the unembedding (lm_head)")] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Does rank R have room for N trained tokens (--tokens N, or counted from --data)? Minimum and suggested rank."""
+    """Does rank R have room for N trained tokens (--tokens N, or counted from --data)? Minimum and suggested rank.
+
+    Examples:
+
+    $ loraplan capacity Qwen/Qwen3-8B --tokens 500000000
+    $ loraplan capacity meta-llama/Llama-3.1-8B --data examples/chat.jsonl --tokenizer examples/tokenizer
+    """
     from loraplan.arch.sources import load_architecture
     from loraplan.capacity import check_capacity
     from loraplan.errors import LoraplanError

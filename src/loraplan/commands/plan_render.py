@@ -12,6 +12,8 @@ from rich.table import Table
 
 from loraplan.arch.model import Architecture
 from loraplan.plan import DataFacts, Plan
+from loraplan.rules.numbers import fmt_number
+from loraplan.rules.sources import references_in
 from loraplan.setup import LossMask, TrainingSetup
 
 BAR_WIDTH = 40
@@ -106,6 +108,8 @@ def as_json(plan: Plan, fmt: str | None, output: Path | None) -> dict[str, Any]:
         "estimates": {"label": "estimates, not measurements", "memory_gib": asdict(plan.memory),
                       "compute": asdict(plan.compute)},
         "export": None if fmt is None else {"format": fmt, "path": str(output) if output else None},
+        "lr_rule": plan.lr_rule,
+        "references": dict(references_in(e.source for e in plan.explanations)),
     }
 
 
@@ -128,9 +132,10 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
     table.add_column("setting")
     table.add_column("value")
     rows = [
-        ("learning rate", f"{optim.learning_rate:.3g} ({optim.schedule.value if optim.schedule else '?'} decay, "
-                          f"{optim.warmup_steps or 0} warmup steps)"),
-        ("rank / alpha", f"{lora.rank} / {lora.alpha:g} (scale {lora.scale:.3g}, "
+        ("learning rate", f"{fmt_number(optim.learning_rate)} ({optim.schedule.value if optim.schedule else '?'} "
+                          f"decay, {optim.warmup_steps or 0} warmup steps)"),
+        ("LR rule", plan.lr_rule),
+        ("rank / alpha", f"{lora.rank} / {lora.alpha:g} (scale {fmt_number(lora.scale)}, "
                          f"{'alpha/sqrt(r)' if lora.use_rslora else 'alpha/r'})"),
         ("targets", ", ".join(lora.target_modules or ()) + (
             f"; experts: {', '.join(lora.target_parameters)}" if lora.target_parameters else "")),
@@ -165,9 +170,11 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
             why.add_column(col, overflow="fold")
         for e in plan.explanations:
             value = ", ".join(e.value) if isinstance(e.value, list) else (
-                f"{e.value:.4g}" if isinstance(e.value, float) else str(e.value))
+                fmt_number(e.value) if isinstance(e.value, float) else str(e.value))
             why.add_row(e.field, escape(value), escape(e.reason), escape(e.source))
         console.print(why)
+        for label, url in references_in(e.source for e in plan.explanations):
+            console.print(f"  {label}: {url}", highlight=False, soft_wrap=True)
 
 
 def _render_estimates(console: Console, plan: Plan) -> None:

@@ -21,8 +21,8 @@ DataArg = Annotated[list[str], typer.Argument(help="files (.jsonl/.json/.parquet
 TokenizerOpt = Annotated[str | None, typer.Option("--tokenizer", "-t", help="tokenizer folder, tokenizer.json or "
                                                                              "hub id")]
 TemplateOpt = Annotated[Path | None, typer.Option("--chat-template", help="Jinja file that overrides the template")]
-FormatOpt = Annotated[str, typer.Option("--format", help="auto | messages | sharegpt | prompt-completion | alpaca "
-                                                         "| text | preference")]
+FormatOpt = Annotated[str, typer.Option("--data-format", help="record layout of DATA: auto | messages | sharegpt | "
+                                                              "prompt-completion | alpaca | text | preference")]
 MaskOpt = Annotated[str, typer.Option("--mask", help="auto | assistant | last | all | completion")]
 MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", min=1, help="truncate like the trainer")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="skip malformed records, count and report them")]
@@ -51,7 +51,13 @@ def tokens(
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Count examples, total and trained tokens of DATA under the trainer's loss mask."""
+    """Count examples, total and trained tokens of DATA under the trainer's loss mask.
+
+    Examples:
+
+    $ loraplan tokens examples/chat.jsonl --tokenizer examples/tokenizer
+    $ loraplan tokens examples/chat.jsonl --tokenizer examples/tokenizer --mask last --max-length 1024 --json
+    """
     result = count_data(data, tokenizer, model, chat_template, record_format, mask, max_length, skip_invalid,
                         sample, show_progress=not json_out, split=split, subset=subset, seed=seed, workers=workers)
     if json_out:

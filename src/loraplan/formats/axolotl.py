@@ -20,7 +20,7 @@ from loraplan.formats.flat import (
     to_mapping,
     unembed_from_targets,
 )
-from loraplan.formats.hf_args import optimizer_from, schedule_from
+from loraplan.formats.hf_args import optimizer_from, schedule_from, steps_from, without_steps
 from loraplan.setup import LossMask, Method, Schedule, TrainingSetup
 
 ALL_LINEAR = "all-linear"
@@ -91,7 +91,9 @@ def write(setup: TrainingSetup) -> str:
 
 def read(text: str, where: str) -> TrainingSetup:
     fields = Fields(load_yaml_mapping(text, where), where)
-    nested = from_mapping(fields, KEYS)
+    nested = from_mapping(without_steps(fields), KEYS)
+    for path, value in steps_from(fields).items():
+        set_path(nested, path, value)
     adapter = fields.text("adapter")
     nested["finetuning"] = "lora" if adapter in ("lora", "qlora") else ("full" if adapter is None else adapter)
     if adapter == "qlora" or fields.boolean("load_in_4bit"):

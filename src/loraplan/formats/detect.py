@@ -53,6 +53,10 @@ def detect_format(text: str, name: str = "") -> str:
     stripped = text.lstrip()
     if suffix == ".py":
         return "unsloth"
+    from loraplan.formats.trl import is_command_line
+
+    if "tinker_cookbook" not in text and is_command_line(text):
+        return "trl"
     if suffix == ".sh" or "tinker_cookbook" in text:
         return "tinker"
     if stripped.startswith("{"):
@@ -115,7 +119,11 @@ def _refuse_typos(text: str, fmt: str, file: Path) -> None:
 
     if fmt not in ("peft", "trl", "axolotl", "llamafactory"):
         return
+    from loraplan.formats.trl import command_arguments, is_command_line
+
     data = _json_object(text, str(file)) if text.lstrip().startswith("{") else None
+    if fmt == "trl" and is_command_line(text):
+        data = command_arguments(text, str(file))[0]
     mapping = data if data is not None else load_yaml_mapping(text, str(file))
     known = known_keys(fmt)
     for key in mapping:

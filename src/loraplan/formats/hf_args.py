@@ -62,11 +62,51 @@ def training_mapping(setup: Any) -> dict[str, Any]:
     return out
 
 
+STEP_KEYS = ("max_steps", "warmup_steps")
+
+
+def steps_from(fields: Any) -> dict[str, Any]:
+    """`max_steps` and `warmup_steps` with the meanings transformers gives them (read side only).
+
+    TrainingArguments.max_steps defaults to -1, "not set": any value <= 0 leaves the epochs in charge.
+    transformers 5 reads `warmup_steps` below 1 as a ratio of the total steps (get_warmup_steps:
+    ceil(total x value)) and a value >= 1 as int(value); `warmup_ratio` (transformers 4, still accepted by
+    Axolotl and LLaMA-Factory) is the ratio by name.
+    """
+    out: dict[str, Any] = {}
+    max_steps = fields.number("max_steps")
+    if max_steps is not None and max_steps > 0:
+        out["optim.max_steps"] = fields.integer("max_steps")
+    warmup = fields.number("warmup_steps")
+    if warmup is not None:
+        if warmup < 0:
+            raise fields._fail("warmup_steps", "a number >= 0 (steps, or a ratio below 1)", warmup)
+        if 0 < warmup < 1:
+            out["optim.warmup_ratio"] = warmup
+        else:
+            out["optim.warmup_steps"] = int(warmup)
+    ratio = fields.number("warmup_ratio")
+    if ratio is not None and "optim.warmup_ratio" not in out:
+        if not 0 <= ratio <= 1:
+            raise fields._fail("warmup_ratio", "a ratio between 0 and 1", ratio)
+        out["optim.warmup_ratio"] = ratio
+    return out
+
+
+def without_steps(fields: Any) -> Any:
+    """The same fields minus the step keys, which steps_from reads with their trainer meaning."""
+    from loraplan.formats.base import Fields
+
+    return Fields({k: v for k, v in fields.data.items() if k not in STEP_KEYS}, fields.where)
+
+
 def training_from(fields: Any) -> dict[str, Any]:
     """Nested setup values from a TrainingArguments mapping."""
     from loraplan.formats.flat import from_mapping, set_path
 
-    nested = from_mapping(fields, TRAINING_KEYS)
+    nested = from_mapping(without_steps(fields), TRAINING_KEYS)
+    for path, value in steps_from(fields).items():
+        set_path(nested, path, value)
     schedule = schedule_from(fields.data.get("lr_scheduler_type"), fields.where)
     if schedule is not None:
         set_path(nested, "optim.schedule", schedule)

@@ -8,6 +8,7 @@ header and recovered from method-specific keys (`beta` for DPO, `num_generations
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from loraplan.formats.base import Fields, dump_yaml, load_yaml_mapping
@@ -103,6 +104,7 @@ def setup_from_mapping(fields: Fields) -> dict[str, Any]:
         set_path(nested, "lora.unembed", unembed_from_targets(targets))
     if "num_generations" in fields.data:
         nested["method"] = Method.RL
+        nested.get("extras", {}).pop("dpo_beta", None)  # GRPO's `beta` is its KL coefficient (0 by default)
     elif "beta" in fields.data:
         nested["method"] = Method.DPO
     else:
@@ -121,7 +123,56 @@ def _flatten(nested: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
+COMMAND = re.compile(r"(^|\s)(trl\s+(sft|dpo|grpo|kto|rloo|reward)\b|\S*(sft|dpo|grpo|kto|rloo|reward)\.py\b|"
+                     r"--(use_peft|model_name_or_path|lora_r)\b)")
+SCRIPT_METHOD = {"sft": Method.SFT, "dpo": Method.DPO, "grpo": Method.RL, "rloo": Method.RL}
+
+
+def is_command_line(text: str) -> bool:
+    """A `trl sft --use_peft --lora_r ...` (or `python trl/scripts/sft.py ...`) command line, as TRL's guides
+    write them, rather than a `--config` YAML file."""
+    return bool(COMMAND.search(text)) and "--" in text and not re.search(r"^\s*[\w.-]+\s*:", text, re.M)
+
+
+def command_arguments(text: str, where: str) -> tuple[dict[str, Any], Method | None]:
+    """`--key value` / `--key=value` / `--flag` pairs (TRL's HfArgumentParser syntax) and the method named by
+    the subcommand or script. A flag alone is true; several values after one key are a list (nargs="+")."""
+    import shlex
+
+    body = " ".join(line for line in text.replace("\\\n", " ").splitlines() if not line.lstrip().startswith("#"))
+    try:
+        tokens = shlex.split(body)
+    except ValueError as exc:
+        from loraplan.formats.base import FormatError
+
+        raise FormatError(f"{where}: cannot split the command line ({exc})") from exc
+    method = None
+    for token in tokens:
+        match = re.search(r"(?:^|/)(sft|dpo|grpo|kto|rloo|reward)(?:\.py)?$", token)
+        if match and not token.startswith("-"):
+            method = SCRIPT_METHOD.get(match.group(1))
+            break
+    pairs: dict[str, Any] = {}
+    key: str | None = None
+    for token in tokens:
+        if token.startswith("--"):
+            key, has_value, value = token[2:].partition("=")
+            pairs[key] = value if has_value else True
+            key = None if has_value else key
+        elif key is not None:
+            previous = pairs[key]
+            pairs[key] = token if previous is True else ([*previous, token] if isinstance(previous, list)
+                                                          else [previous, token])
+    return pairs, method
+
+
 def read(text: str, where: str) -> TrainingSetup:
+    if is_command_line(text):
+        pairs, method = command_arguments(text, where)
+        nested = setup_from_mapping(Fields(pairs, where))
+        if method is not None:
+            nested["method"] = method
+        return make_setup(where, nested)
     return make_setup(where, setup_from_mapping(Fields(load_yaml_mapping(text, where), where)))
 
 

@@ -78,3 +78,41 @@ def batch_lr_factor(batch_size: int) -> float:
 def warmup_steps(steps: int, ratio: float = 0.03) -> int:
     """A short warmup: 3% of the run, at least one step."""
     return max(1, math.ceil(steps * ratio))
+
+
+@dataclass(frozen=True)
+class BatchSplit:
+    """How one effective batch is laid out: micro batch x accumulation x devices, and why if it moved."""
+
+    micro_batch_size: int
+    accumulation: int
+    devices: int
+    requested: int
+    note: str | None = None
+
+    @property
+    def effective(self) -> int:
+        return self.micro_batch_size * self.accumulation * self.devices
+
+
+def split_batch(batch: int, micro: int, devices: int) -> BatchSplit:
+    """Split `batch` into micro x accumulation x devices exactly when it can be done.
+
+    The micro batch may shrink (never below half the one asked for) to a divisor of the per-device
+    batch; otherwise the batch moves to the nearest multiple of micro x devices, and the note says so.
+    The effective batch is then the one shown, explained, used for steps and LR, and exported.
+    """
+    micro = max(1, min(micro, batch))
+    if batch % devices == 0:
+        per_device = batch // devices
+        divisor = next(m for m in range(min(micro, per_device), 0, -1) if per_device % m == 0)
+        if divisor * 2 >= micro:
+            note = None if divisor == micro else (
+                f"micro batch {micro} -> {divisor} so batch {batch} splits exactly over {devices} device(s)")
+            return BatchSplit(divisor, per_device // divisor, devices, batch, note)
+    unit = micro * devices
+    steps = max(1, round(batch / unit))
+    split = BatchSplit(micro, steps, devices, batch)
+    return BatchSplit(micro, steps, devices, batch,
+                      f"batch {batch} cannot be split into micro batch {micro} x accumulation x {devices} device(s); "
+                      f"using {split.effective} = {micro} x {steps} x {devices}, the nearest that can")

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from loraplan.errors import CalibrationError, LoraplanError
+from loraplan.rules.numbers import fmt_number
 from loraplan.rules.sources import TINKER_HPARAMS
 from loraplan.userfiles import read_user_text
 
@@ -98,12 +99,15 @@ class FamilyRule:
         ratio = default_ratio if self.lora_multiplier == 10.0 else self.lora_multiplier
         return self.lr_full_ft(hidden_size, total_params, facts) * ratio
 
-    def describe(self, facts: ModelTraits | None = None) -> str:
-        """One line a person can check by hand (M: 10 for LoRA, 1 for full fine-tuning).
+    def describe(self, facts: ModelTraits | None = None, multiplier: float | None = None) -> str:
+        """One line a person can check by hand.
 
-        With a model's traits, only the variant that applies to it (full or hybrid attention).
+        `multiplier` is the LoRA/full fine-tuning ratio applied (10, or 1 for full fine-tuning); without
+        it the text names both. With a model's traits, only the variant that applies to it.
         """
-        common = f"{self.base:.4g} * M"
+        ratio = (f"{multiplier:g}" if multiplier is not None
+                 else f"{self.lora_multiplier:g} (LoRA, 1 for full fine-tuning)")
+        common = f"{fmt_number(self.base, 4)} * {ratio}"
         if self.exponent:
             common += f" * (2000/hidden)^{self.exponent:.4g}"
         if self.params_exponent:

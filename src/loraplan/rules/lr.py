@@ -1,8 +1,8 @@
 """Learning-rate rules (seed 000 is the reference).
 
-    LR = base * M * (2000 / hidden_size) ** P
+    LR = base * ratio * (2000 / hidden_size) ** P
 
-base = 5e-5, M = 10 for LoRA and 1 for full fine-tuning, P per family (0.781 Llama, 0.0775
+base = 5e-5, ratio = 10 for LoRA and 1 for full fine-tuning, P per family (0.781 Llama, 0.0775
 Qwen). Families without a rule raise UncalibratedFamilyError naming the remedies; a calibration
 file can add or override families. Across models, LR_B = LR_A * mult(B) / mult(A) with the
 full fine-tuning multiplier 1/sqrt(params) and the flat 10x for LoRA.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from loraplan.errors import LoraplanError, UncalibratedFamilyError
 from loraplan.rules.calibration import Calibration, FamilyRule, ModelTraits, published_calibration
+from loraplan.rules.numbers import fmt_number
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 
 BASE_LR = 5e-5
@@ -41,8 +42,14 @@ class LrAdvice:
     def explain(self) -> str:
         kind = "LoRA" if self.is_lora else "full fine-tuning"
         by = f" ({self.answered_by})" if self.answered_by else ""
-        return (f"{kind} LR {self.lr:.3g} for {self.family} (hidden {self.hidden_size}) by {self.rule}{by}; "
+        size = f" (hidden {self.hidden_size})" if self.uses_hidden else ""
+        return (f"{kind} LR {fmt_number(self.lr)} for {self.family}{size} by {self.rule}{by}; "
                 f"LoRA/full-FT ratio {self.lora_over_full_ft:g}; source: {self.source}")
+
+    @property
+    def uses_hidden(self) -> bool:
+        """Whether the rule that answered reads the hidden size (a fitted rule may use active params instead)."""
+        return "hidden" in self.rule
 
 
 def formula_lr(hidden_size: int, exponent: float, base: float = BASE_LR, multiplier: float = 1.0) -> float:
@@ -90,7 +97,7 @@ def recommend_lr(
         lora_over_full_ft=lr_lora / lr_full,
         family=family,
         hidden_size=hidden_size,
-        rule=rule.describe(traits),
+        rule=rule.describe(traits, lr_lora / lr_full if is_lora else 1.0),
         source=rule.provenance or cal.source,
         is_lora=is_lora,
         answered_by=answered_by(rule, family),
@@ -105,6 +112,16 @@ def answered_by(rule: FamilyRule, family: str) -> str:
     if rule.models:
         return f"{family} rule fitted on {len(rule.models)} {family} models"
     return f"{family} rule"
+
+
+def rslora_lr_factor(rank: int) -> float:
+    """1/sqrt(r): rsLoRA scales the adapter by alpha/sqrt(r) where the rules assume alpha/r (sqrt(r) times
+    stronger at the same alpha). Adam's step size sets the size of each update to B, so the update to the
+    layer's output grows with the scale; dividing the LR by sqrt(r) keeps it where the rule put it
+    (rsLoRA: https://arxiv.org/abs/2312.03732)."""
+    if rank <= 0:
+        raise LoraplanError(f"rank must be positive, got {rank}")
+    return 1.0 / math.sqrt(rank)
 
 
 def full_ft_multiplier(total_params: int) -> float:

@@ -23,7 +23,8 @@ def check_capacity(ctx: CheckContext) -> list[Finding | Skipped]:
     if not ctx.setup.is_lora:
         return []
     if ctx.method is Method.RL:
-        return [Skipped(6, "capacity", "RL learns about one bit per episode: small ranks suffice (seed 001)")]
+        return [Skipped(6, "capacity", "RL learns about one bit per episode: small ranks suffice "
+                                        "(LoRA Without Regret)")]
     rank = ctx.setup.lora.rank
     if ctx.arch is None or ctx.adapted is None or rank is None:
         missing = "the model" if ctx.arch is None else ("the targets" if ctx.adapted is None else "the rank")

@@ -17,7 +17,7 @@ from loraplan.doctor.findings import Finding, Severity, Skipped
 from loraplan.errors import UncalibratedFamilyError
 from loraplan.rules.batch import REFERENCE_BATCH, batch_lr_factor
 from loraplan.rules.calibration import ModelTraits
-from loraplan.rules.lr import LORA_MULTIPLIER, recommend_lr
+from loraplan.rules.lr import LORA_MULTIPLIER, recommend_lr, rslora_lr_factor
 from loraplan.rules.methods import DEFAULTS
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 from loraplan.setup import Method
@@ -84,6 +84,10 @@ def _expected(ctx: CheckContext, method: Method) -> Expected:
             if factor != 1.0:
                 how += (f", x sqrt({max(ctx.batch or 0, 32)}/{REFERENCE_BATCH}) = {number(point)} "
                         f"at batch {ctx.batch}")
+            lora = ctx.setup.lora
+            if is_lora and lora.use_rslora and lora.rank:  # alpha/sqrt(r) is sqrt(r) x stronger: the planner's LR
+                point *= rslora_lr_factor(lora.rank)
+                how += f", x 1/sqrt({lora.rank}) = {number(point)} for rsLoRA's alpha/sqrt(r) scale"
             return Expected(point, point, point, how, advice.source,
                             advice.answered_by if advice.extrapolated else None)
     low, high = DEFAULTS[Method.SFT].lr_range or (1e-4, 5e-4)
