@@ -204,3 +204,14 @@ def test_markup_in_a_local_path_is_echoed_as_text(tmp_path) -> None:
         run = run_limited(*command, timeout=60)
         assert run.code == 0 and "Traceback" not in run.stderr, run.stderr
         assert "[red]m[/x]" in run.stdout.replace("\n", "")
+
+
+def test_gpt2_style_names_on_the_meta_path(tmp_path) -> None:
+    """`n_embd`/`n_layer` configs reached `cfg["hidden_size"]`: a KeyError traceback for every GPT-2."""
+    pytest.importorskip("torch")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 2,
+                                  "n_embd": 64, "n_head": 4, "vocab_size": 100}))
+    run = run_limited("params", str(config), "--json", timeout=120)
+    assert run.code == 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert json.loads(run.stdout)["model_params"] > 0

@@ -99,6 +99,9 @@ def build_on_meta(
     from loraplan.arch import shape_cache
     from loraplan.arch.config import text_config
 
+    # A GPT-2 style config (`n_embd`, `n_layer`) gets its canonical sizes from the built model: such configs are
+    # not cached, since a cache hit builds no model to read them from.
+    use_cache = use_cache and "hidden_size" in text_config(config)
     key = shape_cache.cache_key(config, trust_remote_code) if use_cache else ""
     cached = shape_cache.load(key) if use_cache else None
     if cached is not None:
@@ -108,9 +111,22 @@ def build_on_meta(
         model = instantiate(config, trust_remote_code)
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"{model_id}: transformers could not build the model from its config ({exc})") from exc
+    config = _with_canonical_sizes(config, model)
     weights = weights_of_module(model, text_config(config))
     total = sum(p.numel() for p in model.parameters())
     arch = architecture_from_weights(config, weights, total, model_id, "meta device (transformers)")
     if use_cache:
         shape_cache.store(key, weights, total)
     return arch
+
+
+def _with_canonical_sizes(config: dict[str, Any], model: Any) -> dict[str, Any]:
+    """GPT-2 style configs say `n_embd`, `n_layer`: add the canonical names from transformers' own config."""
+    from loraplan.arch.config import text_config
+
+    if "hidden_size" in text_config(config):
+        return config
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    sizes = {key: getattr(cfg, key, None) for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                        "vocab_size")}
+    return {**config, **{key: value for key, value in sizes.items() if isinstance(value, int)}}
