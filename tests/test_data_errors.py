@@ -153,7 +153,7 @@ def test_a_template_type_error_is_the_record_error_and_skippable(tmp_path: Path,
                {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [call]}]}]
     data = write_jsonl(tmp_path / "d.jsonl", records)
     with pytest.raises(InvalidRecordError, match=r"d\.jsonl:2: chat template .*tools\.jinja failed on this record "
-                       r"\(template line 1\): TypeError: can only concatenate str \(not \"dict\"\) to str"):
+                       r"\(template line 2\): TypeError: can only concatenate str \(not \"dict\"\) to str"):
         count_trained_tokens(data, tok, chat_template=template, mask="all")
     got = count_trained_tokens(data, tok, chat_template=template, mask="all", skip_invalid=True)
     assert got.examples == 1 and got.skip_reasons == {"template error": 1}

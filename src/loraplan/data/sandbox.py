@@ -280,14 +280,18 @@ class Watchdog:
                 self._raise(tid, ctypes.py_object())  # a NULL exception clears one not yet delivered
 
     def _run(self) -> None:
+        """Sleep until the earliest deadline (at most 1 s, so a newly armed shorter limit is seen), then fire."""
         while True:
-            time.sleep(0.05)
             now = time.monotonic()
+            earliest = now + 1.0
             with self._lock:
                 for tid, job in self._jobs.items():
                     if not job[1] and now > job[0]:
                         job[1] = True
                         self._raise(tid, RenderTimeout)
+                    elif not job[1]:
+                        earliest = min(earliest, job[0])
+            time.sleep(min(1.0, max(0.01, earliest - now)))
 
 
 WATCHDOG = Watchdog()
