@@ -456,3 +456,16 @@ def test_llamafactory_on_qwen35_moe_names_the_formats_that_reach_the_experts() -
     frozen = next(f for f in payload["findings"] if f["id"] == "moe-experts-frozen")
     assert "cannot reach" in frozen["fix"] and "PEFT, TRL, Axolotl or Unsloth" in frozen["fix"]
     assert frozen["changes"] == {}
+
+
+def test_unsloth_fix_on_moe_names_the_mlp_modules_unsloth_maps(tmp_path: Path) -> None:
+    """Unsloth's layout decides the fix: gate_proj/up_proj/down_proj (mapped onto the experts by Unsloth)."""
+    text = (REAL / "unsloth" / "Qwen3_MoE.py").read_text()
+    text = text.replace('"gate_proj", "up_proj", "down_proj", "gate_up_proj", #Enable LoRA on MoE layers', "#")
+    path = write(tmp_path, "moe.py", text)
+    _, before = run_check(str(path))
+    assert "attention-only" in {f["id"] for f in before["findings"]}
+    fixed = write(tmp_path, "fixed.py", runner.invoke(app, ["check", str(path), "--fix"]).stdout)
+    assert "gate_proj" in fixed.read_text() and "target_parameters" not in fixed.read_text()
+    _, after = run_check(str(fixed))
+    assert not {"attention-only", "moe-experts-frozen", "unmatched-targets"} & {f["id"] for f in after["findings"]}

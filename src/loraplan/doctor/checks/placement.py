@@ -114,11 +114,28 @@ def _changes(ctx: CheckContext) -> dict[str, object]:
     if ctx.format == "torchtune" and ctx.arch.is_moe:
         return {}  # no torchtune setting reaches HF stacked experts
     changes = all_layer_targets(ctx.arch, ctx.format, unembed)
+    if ctx.format == "unsloth" and ctx.arch.is_moe and changes.get("lora.target_parameters"):
+        changes = _unsloth_moe_targets(ctx, changes)
     if ctx.format == "llamafactory" and ctx.arch.is_moe and not reaches_experts(ctx.arch, changes):
         return {}  # no lora_target reaches these experts: a fix that cannot fix is no fix (the text says so)
     if changes.get("lora.target_parameters") and ctx.setup.lora.dropout:
         changes["lora.dropout"] = 0.0  # PEFT's ParamWrapper refuses dropout on expert parameters (check 12)
     return changes
+
+
+def _unsloth_moe_targets(ctx: CheckContext, changes: dict[str, object]) -> dict[str, object]:
+    """Unsloth maps MLP names onto the experts itself (get_moe_target_parameters): the fix names gate_proj,
+    up_proj and down_proj rather than the parameters, as Unsloth's own MoE notebooks do."""
+    from loraplan.doctor.targets import unsloth_expert_parameters
+
+    assert ctx.arch is not None
+    modules = changes.get("lora.target_modules")
+    names = list(modules) if isinstance(modules, tuple) else []
+    extra = [n for n in ("gate_proj", "up_proj", "down_proj") if n not in names]
+    params, _ = unsloth_expert_parameters(names + extra, ctx.arch)
+    if set(params) != set(changes.get("lora.target_parameters") or ()):  # type: ignore[call-overload]
+        return changes  # Unsloth's mapping would not reach them all: name the parameters
+    return {**changes, "lora.target_modules": tuple(names + extra), "lora.target_parameters": None}
 
 
 def _cannot_reach_experts(ctx: CheckContext) -> str:
