@@ -128,7 +128,7 @@ def test_plan_explain_carries_the_range_and_warning() -> None:
     plan = run_json("plan", "openai/gpt-oss-20b", "--tokens", "1000000", "--examples", "2000")
     reason = next(e["reason"] for e in plan["explanations"] if e["field"] == "optim.learning_rate")
     lr = plan["setup"]["optim"]["learning_rate"]
-    low, high = (float(x) for x in re.search(r"LRs ([0-9.e-]+)-([0-9.e-]+) keep", reason).groups())
+    low, high = (float(x) for x in re.search(r"LRs ([0-9.e-]+) to ([0-9.e-]+) keep", reason).groups())
     assert low < lr < high  # scaled with the batch like the LR itself
     assert SWEEP_HINT in reason
 

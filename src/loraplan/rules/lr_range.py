@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 from loraplan.rules.calibration import FamilyRule
+from loraplan.rules.display import fmt_number
 
 REGRET_TOLERANCE = 0.005  # 0.5% regret: well under the spread between seeds in the tinker sweep
 SWEEP_HINT = "run `loraplan sweep` to measure it"
@@ -60,12 +61,13 @@ class LrRange:
         """One sentence: the supported range, then the extrapolation warning when it applies."""
         parts = []
         if self.low is not None and self.high is not None and self.regret_slope is not None:
-            parts.append(f"LRs {self.low:.3g}-{self.high:.3g} keep predicted regret under {self.tolerance:.1%} "
+            parts.append(f"LRs {fmt_number(self.low)} to {fmt_number(self.high)} "
+                         f"keep predicted regret under {self.tolerance:.1%} "
                          f"(regret rises {self.regret_slope * math.log(2):.2%} per doubling of LR, median of "
                          f"{self.slope_on})")
         if self.beyond_measured and self.measured_low is not None and self.measured_high is not None:
             parts.append(f"extrapolated beyond the measured range ({self.measured_on} swept "
-                         f"{self.measured_low:.3g}-{self.measured_high:.3g}); {SWEEP_HINT}")
+                         f"{fmt_number(self.measured_low)} to {fmt_number(self.measured_high)}); {SWEEP_HINT}")
         elif self.at_grid_edge:
             parts.append(f"{self.measured_on}'s best swept LR is the end of its grid, so the optimum may lie beyond; "
                          "run `loraplan sweep --adaptive` to bracket it")
