@@ -6,7 +6,7 @@ Transformer Models"): 34*s*b*h bytes per layer in 16-bit without recomputation (
 removes the s^2 term), 2*s*b*h per layer plus one layer's worth with full checkpointing, plus
 fp32 logits s*b*V*4. Compute: a forward-backward costs 6 FLOPs per active parameter per token
 for full fine-tuning and about 4 for LoRA (no weight gradients of the frozen base: ~2/3,
-seed 001). GPU-hours assume 40% of the GPU's dense bf16 peak.
+LoRA Without Regret). GPU-hours assume 40% of the GPU's dense bf16 peak.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def get_lr(model_name: str, is_lora: bool = True) -> float:
 
 
 def get_lora_lr_over_full_finetune_lr(model_name: str, lora_alpha: int = 32) -> float:
-    """The LoRA / full fine-tuning LR ratio: 10 for every model (seed 000)."""
+    """The LoRA / full fine-tuning LR ratio: 10 for every model (tinker-cookbook hyperparam_utils.py)."""
     del model_name, lora_alpha  # the ratio is flat by design
     return lr_rules.LORA_MULTIPLIER
 

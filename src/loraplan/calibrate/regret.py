@@ -1,4 +1,4 @@
-"""The score of issue 6, exactly: how much worse than the model's best swept LR an LR is.
+"""The calibration score: how much worse than the model's best swept LR an LR is.
 
 For a model, f(lr) is its metric (test NLL) minimised over the LoRA ranks swept at that lr
 (duplicate rows: the lower value), interpolated linearly in log(lr) between swept LRs and held

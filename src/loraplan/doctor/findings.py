@@ -28,7 +28,7 @@ class Finding:
     """One problem found in a config.
 
     id: stable slug (also the SARIF rule id), e.g. `attention-only`.
-    check: the number of the check in issue 5's list (1-11), for traceability.
+    check: the number of the check in the README's list, for traceability.
     title: one line: what will go wrong.
     evidence: the values seen (in the config's own key names) and the numbers computed from them.
     fix: what to set, in the config's own key names.

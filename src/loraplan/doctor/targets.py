@@ -57,7 +57,7 @@ class Adaptation:
         return frozenset(c for w, _ in self.adapted if (c := component_of(w)) is not None)
 
     def tinker_per_rank(self, arch: Architecture) -> int:
-        """Per-rank capacity kept, in the doctrine's unit (tinker convention, as seed 000 counts it)."""
+        """Per-rank capacity kept, in the doctrine's unit (tinker convention, as tinker-cookbook counts it)."""
         return sum(tinker_cost(w, arch) for w, _ in self.adapted)
 
     def trainable_per_rank(self, arch: Architecture, fmt: str | None) -> int:

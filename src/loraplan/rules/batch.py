@@ -1,6 +1,6 @@
 """Batch size and steps: moderate batches, at least 100 optimizer steps (seeds 000, 001).
 
-LoRA pays a loss penalty above a batch-size threshold that rank does not fix (seed 001: visible
+LoRA pays a loss penalty above a batch-size threshold that rank does not fix (LoRA Without Regret: visible
 above 128); the doctrine's range is 32-128 with 64 as our default. The LR rules were fitted at
 batch 128 (the tinker-cookbook sweep), and below that threshold LR scales with sqrt(batch).
 """
@@ -14,9 +14,9 @@ from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 
 DEFAULT_BATCH = 64
 MIN_BATCH = 8
-LORA_BATCH_LIMIT = 128  # above: warning (seed 001)
-LORA_BATCH_HARD_LIMIT = 512  # above: error in check (seed 001: gap widens 10-20% at 512)
-MIN_STEPS = 100  # seed 000: aim for at least 100 optimizer steps (1000+ for best results)
+LORA_BATCH_LIMIT = 128  # above: warning (LoRA Without Regret)
+LORA_BATCH_HARD_LIMIT = 512  # above: error in check (LoRA Without Regret: gap widens 10-20% at 512)
+MIN_STEPS = 100  # LoRA Without Regret: aim for at least 100 optimizer steps (1000+ for best results)
 REFERENCE_BATCH = 128  # batch of the sweep the LR rules were fitted on
 MAX_EPOCHS_FOR_STEPS = 3
 

@@ -1,7 +1,7 @@
 """Capacity: does the adapter have room for what the data must teach?
 
-- params rule (seed 000, default): LoRA params >= trained (weight-1) tokens.
-- bits rule (seed 003): params * 2 bits >= tokens * bits_per_token (default 1 bit per token).
+- params rule (tinker-cookbook hyperparam_utils.py, default): LoRA params >= trained (weight-1) tokens.
+- bits rule (LoRA Without Regret): params * 2 bits >= tokens * bits_per_token (default 1 bit per token).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Learning-rate rules (seed 000 is the reference).
+"""Learning-rate rules (tinker-cookbook hyperparam_utils.py and LoRA Without Regret are the references).
 
     LR = base * ratio * (2000 / hidden_size) ** P
 
@@ -21,7 +21,7 @@ from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 
 BASE_LR = 5e-5
 LORA_MULTIPLIER = 10.0
-SHORT_RUN_MULTIPLIER = 15.0  # seed 000 note: runs under ~100 steps want about 15x
+SHORT_RUN_MULTIPLIER = 15.0  # LoRA Without Regret: runs under ~100 steps want about 15x
 REFERENCE_HIDDEN = 2000
 
 
@@ -80,7 +80,7 @@ def formula_lr(hidden_size: int, exponent: float, base: float = BASE_LR, multipl
 
 
 def lora_over_full_ft(short_run: bool = False) -> float:
-    """10 (seed 000, tinker-cookbook); 15 only when the user asks for the short-run variant."""
+    """10 (tinker-cookbook hyperparam_utils.py); 15 only when the user asks for the short-run variant."""
     return SHORT_RUN_MULTIPLIER if short_run else LORA_MULTIPLIER
 
 

@@ -1,7 +1,7 @@
-"""Working defaults by method (seed 000, "Working defaults by method"; tinker-cookbook recipes).
+"""Working defaults by method (tinker-cookbook recipes; LoRA Without Regret).
 
 SFT: LR from the family formula at rank 32. RL: LR 1e-5 to 4e-5 at rank 32, group size 4-16;
-rank 1-8 already matches full fine-tuning for RL (seed 001: RL carries O(1) bits per episode).
+rank 1-8 already matches full fine-tuning for RL (LoRA Without Regret: RL carries O(1) bits per episode).
 DPO: LR ~1e-5, beta 0.1, rank 32. Distillation: LR ~1e-4 at rank 128.
 """
 
@@ -38,5 +38,5 @@ DEFAULTS: dict[Method, MethodDefaults] = {
 }
 
 DEFAULT_ALPHA = 32.0  # fixed alpha with alpha/r scaling keeps the optimal LR independent of rank
-RSLORA_MIN_RANK = 8  # seed 002: alpha/sqrt(r) is too aggressive below rank 8
-MAX_RANK = 256  # beyond this, recommend full fine-tuning (seed 000 capacity flowchart)
+RSLORA_MIN_RANK = 8  # rsLoRA (Kalajdzievski 2023): alpha/sqrt(r) is too aggressive below rank 8
+MAX_RANK = 256  # beyond this, recommend full fine-tuning (LoRA Without Regret: capacity)

@@ -1,4 +1,4 @@
-"""The checks, in the order of issue 5's list; each is a pure function CheckContext -> findings."""
+"""The checks, in the order of the README's list of checks; each is a pure function CheckContext -> findings."""
 
 from __future__ import annotations
 

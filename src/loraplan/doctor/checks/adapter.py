@@ -1,10 +1,10 @@
 """Checks 7, 8 and 10: how the adapter is scaled and initialised, and variants the rules never measured.
 
-- rsLoRA scales by alpha/sqrt(r), which blows up below rank 8 (seed 002).
-- alpha/r >= 4 with an LR above 3e-4 makes the adapter norm explode early (seed 002).
-- alpha tied to rank (alpha = r or 2r) makes the optimal LR depend on rank again (seed 000: the
+- rsLoRA scales by alpha/sqrt(r), which blows up below rank 8 (rsLoRA, Kalajdzievski 2023).
+- alpha/r >= 4 with an LR above 3e-4 makes the adapter norm explode early (a rank-and-alpha rule of thumb).
+- alpha tied to rank (alpha = r or 2r) makes the optimal LR depend on rank again (LoRA Without Regret: the
   rules assume a fixed alpha, 32 in Tinker, with alpha/r scaling).
-- B must start at zero so training starts from the base model (seed 003: "critical for stable start").
+- B must start at zero so training starts from the base model (LoRA Without Regret: "critical for stable start").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from loraplan.rules.methods import DEFAULT_ALPHA, RSLORA_MIN_RANK
 from loraplan.rules.sources import SEED_ARTICLE, SEED_DOCTRINE, SEED_RANK_ALPHA, SEED_RULES
 
 HIGH_SCALE = 4.0  # alpha/r at or above this ...
-HIGH_LR = 3e-4  # ... with an LR above this is unstable (seed 002, failure modes)
+HIGH_LR = 3e-4  # ... with an LR above this is unstable (rank-and-alpha rule of thumb: the adapter norm explodes)
 ZERO_B_INITS = frozenset({"true", "gaussian"})  # PEFT initialisations that keep B = 0
 VARIANT_NOTE = f"{SEED_ARTICLE}: the findings primarily apply to standard LoRA (variants such as PiSSA untested)"
 

@@ -1,6 +1,6 @@
 """Checks 5 and 9: batch size, optimizer steps and the LR schedule.
 
-LoRA pays a loss penalty above batch ~128 that rank does not fix (seed 001: the gap widens by
+LoRA pays a loss penalty above batch ~128 that rank does not fix (LoRA Without Regret: the gap widens by
 10-20% at 512); the rules assume at least 100 optimizer steps and an LR that decays to zero.
 """
 

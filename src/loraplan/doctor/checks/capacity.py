@@ -1,7 +1,7 @@
 """Check 6: does the adapter have room for what the data must teach?
 
 LoRA matches full fine-tuning while its trainable parameters are at least the trained (loss
-carrying) tokens (seed 000); past that it quietly loses efficiency. The parameter count is what
+carrying) tokens (LoRA Without Regret); past that it quietly loses efficiency. The parameter count is what
 the trainer really trains for these targets (PEFT's per-expert LoRA for PEFT-based trainers, the
 shared-outer count for Tinker), not a convention chosen by loraplan.
 """

@@ -1,6 +1,6 @@
 """Checks 4 and 11: the learning rate against the recommended one, and families with no rule.
 
-The recommendation is the planner's: the family formula x sqrt(batch/128) for SFT (seed 000), the
+The recommendation is the planner's: the family formula x sqrt(batch/128) for SFT (tinker-cookbook), the
 method's working default for RL, DPO and distillation. The LR is judged on its effect: LR x the
 adapter's scale relative to alpha 32 / r, the convention the rule was fitted under. More than 4x off,
 in either direction, is a warning (beyond the 2-3x the formula itself can be off); 6x or more (toward
@@ -23,7 +23,7 @@ from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 from loraplan.setup import Method
 
-# More than 4x off the recommended LR is a warning: beyond the 2-3x the formula itself can be off (seed 000) and the
+# More than 4x off the recommended LR is a warning: beyond the 2-3x the formula itself can be off (tinker-cookbook) and the
 # 4x between a distillation LR and the SFT rule (every trainer runs distillation as SFT, so no file says which).
 WARN_FACTOR = 4.0
 ERROR_FACTOR = 6.0  # past the warning band, toward 10x: a full fine-tuning LR reused for LoRA (or a LoRA LR for

@@ -1,6 +1,6 @@
 """Checks 1-3: where the adapters go. All layers, MoE experts included, unembedding too.
 
-Capacity shares use the tinker convention, the unit seed 000 counts in (attention-only keeps ~38%
+Capacity shares use the tinker convention, the unit tinker-cookbook counts in (attention-only keeps ~38%
 of per-rank capacity on a dense Qwen, ~3% on DeepSeek-V3.1); what is adapted comes from the
 trainer's own matching (doctor/targets.py), so names that match nothing count for nothing.
 """
@@ -241,7 +241,7 @@ def _unembed(ctx: CheckContext) -> Finding:
                    "the unembedding (lm_head) is not adapted",
                    f"{_targets_seen(ctx)} leaves lm_head out ({unembed:,} of {total:,} LoRA params per rank, "
                    f"{unembed / total:.1%}); the doctrine's best placement is MLP + attention + unembedding",
-                   where, f"{SEED_DOCTRINE}: layer table (MLP + Attention + Unembed optimal), pitfall 4",
+                   where, f"{SEED_DOCTRINE}: layer table (MLP + Attention + Unembed optimal)",
                    ("lora.target_modules",))
 
 
@@ -267,6 +267,6 @@ def _without_model(ctx: CheckContext) -> list[Finding | Skipped]:
         out.append(Finding("unembed-not-adapted", 3, Severity.INFO, "the unembedding (lm_head) is not adapted",
                            f"{_targets_seen(ctx)} leaves lm_head out",
                            f"add lm_head to {ctx.key('lora.target_modules')}",
-                           f"{SEED_DOCTRINE}: layer table (MLP + Attention + Unembed optimal), pitfall 4",
+                           f"{SEED_DOCTRINE}: layer table (MLP + Attention + Unembed optimal)",
                            ("lora.target_modules",)))
     return out
