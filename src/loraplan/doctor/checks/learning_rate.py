@@ -23,7 +23,7 @@ from loraplan.rules.methods import DEFAULT_ALPHA, DEFAULTS
 from loraplan.rules.sources import SEED_ARTICLE, SEED_RULES
 from loraplan.setup import Method
 
-# More than 4x off the recommended LR is a warning: beyond the 2-3x the formula itself can be off (tinker-cookbook) and the
+# More than 4x off the recommended LR is a warning: beyond the 2-3x the formula can be off (tinker-cookbook) and the
 # 4x between a distillation LR and the SFT rule (every trainer runs distillation as SFT, so no file says which).
 WARN_FACTOR = 4.0
 ERROR_FACTOR = 6.0  # past the warning band, toward 10x: a full fine-tuning LR reused for LoRA (or a LoRA LR for
