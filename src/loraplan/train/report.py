@@ -130,7 +130,7 @@ def _lr_plot(validation: Validation) -> bytes:
     ax.axvline(configured, color=COLOURS["fail"], ls="--", lw=1.2, label=f"configured {configured:.3g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("held-out loss at the end")
+    ax.set_ylabel("final loss (held-out, else train)")
     ax.set_title("LR bracket", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
