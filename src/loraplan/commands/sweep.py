@@ -68,10 +68,19 @@ def sweep(
     cpus_per_trial: Annotated[int, typer.Option("--cpus-per-trial", min=1, help="CPUs per trial without GPUs")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
-    """Sweep LR x rank (and full fine-tuning) with the trial engine on Ray Tune; fit each optimum."""
+    """Sweep LR x rank (and full fine-tuning) with the trial engine on Ray Tune; fit each optimum.
+
+    Examples:
+
+    $ loraplan sweep meta-llama/Llama-3.2-1B --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --lrs 1e-3,1e-2 --ranks 4 --steps 3 --batch-size 4 --seq-len 64 --store runs/demo
+    $ loraplan calibrate runs/demo -o cal.toml
+    """
     from loraplan.train.sweep import FULL_OVER_LORA, SweepSpec, run_sweep
 
     lora_lrs = _floats(lrs, "--lrs")
+    # Trials run in Ray workers whose working folder is not this one: local paths travel absolute.
+    data = [_absolute(item) for item in data or ()]
+    tokenizer = _absolute(tokenizer) if tokenizer else tokenizer
     grid = SweepSpec(
         model=target, data=tuple(data or ()), lrs=lora_lrs, ranks=_ints(ranks, "--ranks"),
         full_lrs=(_floats(full_lrs, "--full-lrs") if full_lrs else tuple(float(f"{v * FULL_OVER_LORA:.6g}")
@@ -132,6 +141,12 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     if not values:
         raise LoraplanError(f"{option} is empty: give at least one value (e.g. {DEFAULT_RANKS})")
     return tuple(dict.fromkeys(values))
+
+
+def _absolute(item: str) -> str:
+    """`item` as an absolute path when it names something here; a hub id or glob stays as written."""
+    path = Path(item).expanduser()
+    return str(path.resolve()) if path.exists() else item
 
 
 def _check_data(data: tuple[str, ...]) -> None:

@@ -61,7 +61,13 @@ def run(
     run_dir: Annotated[Path | None, typer.Option("--output", "-o", help="folder to write trial.json into")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """One short training run: loss per step, held-out loss, tokens/s, adapter health."""
+    """One short training run: loss per step, held-out loss, tokens/s, adapter health.
+
+    Examples:
+
+    $ loraplan run meta-llama/Llama-3.2-1B --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --steps 5 --batch-size 4 --seq-len 128
+    $ loraplan run examples/axolotl-attention-only.yaml --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --steps 3 --batch-size 2 --seq-len 64 --json
+    """
     from dataclasses import replace
 
     from loraplan.errors import LoraplanError
@@ -117,6 +123,11 @@ def validate(
     """The doctrine's short-run checks on your setup: rank invariance, LR bracket, LoRA vs full, adapter health.
 
     Exit 0 when every check passes (warnings included), 1 when one fails, 2 when the input cannot be used.
+
+    Examples:
+
+    $ loraplan validate meta-llama/Llama-3.2-1B --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --steps 6 --batch-size 4 --seq-len 96 --checks health
+    $ loraplan validate meta-llama/Llama-3.2-1B --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --steps 6 --batch-size 4 --seq-len 96 --checks health --report report.html
     """
     import shlex
     import sys
