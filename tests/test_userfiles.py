@@ -52,3 +52,17 @@ def test_symlinks_to_regular_files_are_followed(tmp_path):
     link.symlink_to(target)
     with open_user_file(link, what="model config") as fh:
         assert fh.read() == b"{}"
+
+
+def test_a_small_file_under_a_large_limit_costs_little_memory(tmp_path):
+    """The limit is a ceiling, not an allocation: a 1 KiB file read under a 1 GiB limit in a 512 MiB child."""
+    import subprocess
+    import sys
+
+    small = tmp_path / "tokenizer.json"
+    small.write_bytes(b"{}" * 512)
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20));"
+            "from loraplan.userfiles import read_user_bytes;"
+            "print(len(read_user_bytes(sys.argv[1], what='tokenizer file', max_bytes=1 << 30)))")
+    done = subprocess.run([sys.executable, "-c", code, str(small)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "1024", done.stderr

@@ -25,6 +25,8 @@ from typing import BinaryIO
 
 from loraplan.errors import InputFileError
 
+READ_CHUNK = 1 << 20  # bytes per read: memory follows the file's size, not the limit
+
 
 def _describe(mode: int) -> str:
     if stat.S_ISDIR(mode):
@@ -68,11 +70,16 @@ def open_user_file(path: str | os.PathLike[str], *, what: str, max_bytes: int | 
 
 def read_user_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> bytes:
     """The whole file, refused when it is (or grows) past ``max_bytes``."""
+    chunks: list[bytes] = []
+    size = 0
     with open_user_file(path, what=what, max_bytes=max_bytes) as fh:
-        try:
-            raw = fh.read(max_bytes + 1)
+        try:  # in pieces: one read(max_bytes + 1) reserves the whole limit up front, whatever the file's size
+            while size <= max_bytes and (chunk := fh.read(min(READ_CHUNK, max_bytes + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
         except OSError as exc:
             raise InputFileError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
+    raw = b"".join(chunks)
     if len(raw) > max_bytes:
         raise InputFileError(f"{path}: too large for a {what} (more than the limit of {max_bytes:,} bytes)")
     return raw
