@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from loraplan.errors import OutputFileError
+from loraplan.userfiles import file_kind
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -36,18 +37,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def _same_file(info: os.stat_result, other: str | os.PathLike[str]) -> bool:
@@ -69,7 +58,7 @@ def _destination_mode(path: Path, inputs: Iterable[str | os.PathLike[str]]) -> i
     if stat.S_ISLNK(info.st_mode):
         raise OutputFileError(f"{path}: is a symbolic link; refusing to write through it (give the real path)")
     if not stat.S_ISREG(info.st_mode):
-        raise OutputFileError(f"{path}: is {_kind(info.st_mode)}; refusing to replace it (give a file name)")
+        raise OutputFileError(f"{path}: is {file_kind(info.st_mode)}; refusing to replace it (give a file name)")
     for other in inputs:
         if _same_file(info, other):
             raise OutputFileError(f"{path}: is also an input of this command ({other}); write to another file")

@@ -28,7 +28,8 @@ from loraplan.errors import InputFileError
 READ_CHUNK = 1 << 20  # bytes per read: memory follows the file's size, not the limit
 
 
-def _describe(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages: 'a folder', 'a FIFO (named pipe)', 'a device', ..."""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -55,7 +56,7 @@ def open_user_file(path: str | os.PathLike[str], *, what: str, max_bytes: int | 
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InputFileError(f"{path}: the {what} is {_describe(info.st_mode)}; give a regular file")
+            raise InputFileError(f"{path}: the {what} is {file_kind(info.st_mode)}; give a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             raise InputFileError(
                 f"{path}: {info.st_size:,} bytes is too large for a {what} (limit {max_bytes:,} bytes)"
