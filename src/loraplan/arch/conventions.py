@@ -267,6 +267,8 @@ def budget(
     unknown = unmatched_targets(arch, [n for n in names if n != ALL_LINEAR])
     if conv is Convention.PEFT:  # PEFT also moves v4 MoE names (gate_proj, w1) onto the stacked experts
         unknown = [n for n in unknown if not resolve(arch, PeftSpec((n,), ()))]
+        if len(unknown) < len(names) or comps:  # PEFT ignores names that match nothing once one name matches
+            unknown = []
     if unknown:
         raise LoraplanError(f"targets {', '.join(unknown)}: no weight of {arch.model_id} has that name; use "
                             f"{', '.join(TARGET_GROUPS)} or module names ({', '.join(arch.module_leaves)})")

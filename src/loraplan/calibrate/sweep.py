@@ -193,6 +193,8 @@ def read_sweep_file(path: str | Path) -> list[SweepPoint]:
         raise SweepError(f"{file}: is a folder but not a `loraplan sweep` store (no trials.jsonl); "
                          "give a sweep file or a store")
     reader = READERS.get(file.suffix.lower())
+    if reader is None and not file.exists():
+        raise SweepError(f"{file}: no such file or folder")
     if reader is None:
         raise SweepError(f"{file}: unknown sweep layout; use .md (tinker-cookbook sft_sweep), .csv or .jsonl")
     try:

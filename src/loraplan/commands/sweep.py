@@ -73,7 +73,7 @@ def sweep(
     Examples:
 
     $ loraplan sweep meta-llama/Llama-3.2-1B --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --lrs 1e-3,1e-2 --ranks 4 --steps 3 --batch-size 4 --seq-len 64 --store runs/demo
-    $ loraplan calibrate runs/demo -o cal.toml
+    $ loraplan sweep meta-llama/Llama-3.2-1B --random-init --layers 2 --hidden 64 --data examples/chat.jsonl --tokenizer examples/tokenizer --lrs 3e-3 --ranks 2,8 --steps 3 --batch-size 4 --seq-len 64 --store runs/demo --json
     """
     from loraplan.train.sweep import FULL_OVER_LORA, SweepSpec, run_sweep
 
