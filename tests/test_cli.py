@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,11 @@ def test_core_commands_do_not_import_torch(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_plan_from_a_token_count_alone_renders() -> None:
+    """`plan MODEL --tokens N` without --examples: the example count is unknown, shown as '?', not a crash."""
+    proc = subprocess.run([sys.executable, "-m", "loraplan", "plan", "meta-llama/Llama-3.1-8B", "--tokens", "1000000"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert "? examples, 1,000,000 trained tokens" in " ".join(proc.stdout.split())

@@ -225,7 +225,8 @@ def render(console: Console, arch: Architecture, plan: Plan, explain: bool) -> N
     if data.trained_tokens is not None:
         mask = f", {data.loss_mask.value} loss mask" if data.loss_mask else ""
         source = f" from {escape(data.path)}" if data.path else ""
-        console.print(f"data{source}: {data.examples if data.examples is not None else '?':,} examples, "
+        examples = f"{data.examples:,}" if data.examples is not None else "?"
+        console.print(f"data{source}: {examples} examples, "
                       f"{data.trained_tokens:,} trained tokens{mask}", highlight=False)
     console.print(capacity_bar(plan), highlight=False)
     _render_estimates(console, plan)
