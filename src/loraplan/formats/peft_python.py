@@ -24,13 +24,10 @@ def is_peft_python(text: str) -> bool:
 
 
 def read(text: str, where: str) -> TrainingSetup:
+    from loraplan.formats.python_script import parse
     from loraplan.formats.unsloth import literal_kwargs
 
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise FormatError(f"{where}{f':{line}' if line else ''}: not valid Python ({exc})") from exc
+    tree = parse(text, where)
     config: dict[str, object] | None = None
     model: str | None = None
     for node in ast.walk(tree):

@@ -13,6 +13,17 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
+from loraplan.formats.base import FormatError
+
+
+def parse(text: str, where: str) -> ast.Module:
+    """The script's syntax tree, or one line naming the file and the line that does not parse."""
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise FormatError(f"{where}{f':{line}' if line else ''}: not valid Python ({exc})") from exc
+
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Mod: operator.mod}
 MAX_POWER = 64  # `2 ** 10**9` must not hang the reader

@@ -146,11 +146,7 @@ def read_script(text: str, where: str) -> ScriptRead:
     """Read an Unsloth script: the config the trainer is given, names bound by literal assignment resolved."""
     from loraplan.formats import python_script as py
 
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise FormatError(f"{where}{f':{line}' if line else ''}: not valid Python ({exc})") from exc
+    tree = py.parse(text, where)
     env = py.literal_names(tree)
     all_calls = py.calls(tree)
     peft_call = next((c for c in all_calls if py.call_name(c) == "get_peft_model"), None)
