@@ -63,6 +63,13 @@ def converted_parameter(arch: Architecture, target: str) -> str | None:
     return mapping.get(target.rsplit(".", 1)[-1])  # the v4 names are single components: a suffix match
 
 
+def expert_target_names(arch: Architecture) -> tuple[str, ...]:
+    """The transformers-4 module names PEFT's conversion table turns into this model's stacked experts
+    (Mixtral: w1, w2, w3; Qwen-MoE: down_proj, gate_proj, up_proj); empty where it converts none."""
+    mapping = conversion_table().target_mapping.get(conversion_of(arch) or "", {})
+    return tuple(sorted(name for name, param in mapping.items() if not param.endswith(".weight")))
+
+
 def _linear_leaves(arch: Architecture) -> list[str]:
     return list(dict.fromkeys(w.leaf for w in arch.weights if w.kind is Kind.LINEAR and w.role is not Role.UNEMBED))
 

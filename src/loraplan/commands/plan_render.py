@@ -106,7 +106,6 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
     layouts nothing does. torchtune's LoRA builders have no HF MoE model at all. Refusing beats writing
     a config that `loraplan check` would flag for frozen experts.
     """
-    from loraplan.doctor.targets import V4_EXPERT_NAMES
     from loraplan.errors import LoraplanError
 
     params = setup.lora.target_parameters
@@ -139,9 +138,9 @@ def expressible_setup(setup: TrainingSetup, arch: Architecture, fmt: str) -> Tra
                             f"LoRA builders are Llama 4's); {others}")
     if not params:
         return setup
-    from loraplan.arch.peft_rules import conversion_of
+    from loraplan.arch.peft_rules import expert_target_names
 
-    names = V4_EXPERT_NAMES.get(conversion_of(arch) or "")
+    names = expert_target_names(arch)
     if not names:
         raise LoraplanError(f"LLaMA-Factory cannot name the stacked experts of {arch.model_id} "
                             f"({', '.join(params)}); {others}")

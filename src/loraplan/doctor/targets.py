@@ -22,9 +22,9 @@ from loraplan.arch.model import Architecture, Kind, Role, Weight
 from loraplan.arch.peft_rules import (
     ALL_LINEAR,
     PeftSpec,
-    conversion_of,
     converted_parameter,
     dotted_suffixes,
+    expert_target_names,
     resolve,
 )
 from loraplan.errors import LoraplanError
@@ -33,8 +33,6 @@ from loraplan.setup import LoraSpec
 PEFT_BASED = frozenset({"peft", "trl", "axolotl", "llamafactory", "unsloth"})
 TARGET_PARAMETERS = frozenset({"peft", "trl", "axolotl", "unsloth"})  # formats that can name stacked experts
 REGEX_CHARS = re.compile(r"[*+?|()\[\]{}^$\\]")
-# The v4 names PEFT converts to stacked experts, by conversion pattern (peft_rules._MIXTRAL_MAP / _QWEN2_MOE_MAP).
-V4_EXPERT_NAMES = {"mixtral": ("w1", "w2", "w3"), "qwen2_moe": ("gate_proj", "up_proj", "down_proj")}
 
 
 @dataclass(frozen=True)
@@ -226,8 +224,7 @@ def all_layer_targets(arch: Architecture, fmt: str | None, unembed: bool) -> dic
     if fmt in TARGET_PARAMETERS:
         return {"lora.target_modules": modules, "lora.target_parameters": spec.target_parameters or None}
     if fmt == "llamafactory" and spec.target_parameters:
-        pattern = conversion_of(arch)
-        extra = V4_EXPERT_NAMES.get(pattern or "", ())
+        extra = expert_target_names(arch)
         return {"lora.target_modules": tuple(dict.fromkeys(modules + extra))}
     if fmt == "tinker":
         return {}
