@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from loraplan.calibrate.store import TrialRow
+from loraplan.train.verdicts import log_parabola_vertex
 
 DOCTRINE_RATIO = 10.0  # LoRA's optimal LR over full fine-tuning's (LoRA Without Regret; tinker-cookbook)
 
@@ -73,16 +74,9 @@ def fit_curve(method: str, rank: int, points: Iterable[tuple[float, float]]) -> 
 
 def _vertex(lrs: Sequence[float], losses: Sequence[float]) -> float:
     """The parabola through three (log lr, loss) points, its minimum clamped to the outer two."""
-    x = [math.log(v) for v in lrs]
-    y = list(losses)
-    if not all(math.isfinite(v) for v in y):  # a diverged neighbour: the best swept LR is all we know
+    if not all(math.isfinite(v) for v in losses):  # a diverged neighbour: the best swept LR is all we know
         return lrs[1]
-    denom = (x[0] - x[1]) * (x[0] - x[2]) * (x[1] - x[2])
-    a = (x[2] * (y[1] - y[0]) + x[1] * (y[0] - y[2]) + x[0] * (y[2] - y[1])) / denom
-    b = (x[2] ** 2 * (y[0] - y[1]) + x[1] ** 2 * (y[2] - y[0]) + x[0] ** 2 * (y[1] - y[2])) / denom
-    if a <= 0:
-        return lrs[1]
-    return math.exp(min(max(-b / (2 * a), x[0]), x[2]))
+    return log_parabola_vertex(list(zip(lrs, losses, strict=True)))[0]
 
 
 @dataclass(frozen=True)

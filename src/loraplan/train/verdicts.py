@@ -92,14 +92,20 @@ def fit_lr_optimum(points: Sequence[tuple[float, float]]) -> LrFit:
     at_edge = best in (0, len(pts) - 1)
     if at_edge or len(pts) < 3:
         return LrFit(pts[best][0], at_edge, None, pts)
-    (x0, y0), (x1, y1), (x2, y2) = ((math.log10(lr), loss) for lr, loss in pts[best - 1: best + 2])
+    lr, a = log_parabola_vertex(pts[best - 1: best + 2])
+    return LrFit(lr, False, a, pts)
+
+
+def log_parabola_vertex(three: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(LR at the minimum, curvature) of loss = a x^2 + b x + c, x = log10(LR), through three (lr, loss) points
+    in LR order; the minimum is clamped to the outer two, and without one (a <= 0) the middle LR answers."""
+    (x0, y0), (x1, y1), (x2, y2) = ((math.log10(lr), loss) for lr, loss in three)
     denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
     a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
     b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / denom
     if a <= 0:
-        return LrFit(pts[best][0], False, a, pts)
-    vertex = min(max(-b / (2 * a), x0), x2)  # inside the bracketing points
-    return LrFit(10**vertex, False, a, pts)
+        return three[1][0], a
+    return 10 ** min(max(-b / (2 * a), x0), x2), a
 
 
 def lr_factor(configured: float, fit: LrFit) -> float:
