@@ -7,10 +7,11 @@
     alpha, on the CPU in fp32, no held-out evaluation: tokens/s = non-padding input tokens / training wall
     time, as the engine measures it and as transformers counts it for TRL (`num_input_tokens_seen`).
     The ratio engine / TRL is printed (target >= 1.0).
-(b) the same engine trial (with the engine's default held-out set, which a sweep scores) run directly
-    (in a fresh process, as a Ray worker starts one; and in the warm benchmark process) and as a one-trial
-    `loraplan sweep` on a Ray instance started beforehand (Ray's start-up is printed apart: a sweep pays
-    it once): overhead = (Tune - direct) / direct.
+(b) trials of about --trial-seconds (60 s end to end: steps chosen from two short runs)
+    as the user runs them, through the installed console script in fresh processes: `loraplan run` per
+    trial (directly) against one `loraplan sweep` over the same trials (a Ray Tune experiment, on the Ray
+    instance the command starts and stops), for one trial and for three, alternated --repeat times:
+    overhead = (sweep - runs) / runs, everything included.
 Both sides start cold (model and data caches cleared), in one run, one after the other.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,14 +34,14 @@ TOKENIZER = ROOT / "examples" / "tokenizer"
 MODEL = "meta-llama/Llama-3.2-1B"
 
 
-def engine_trial(args: argparse.Namespace, eval_fraction: float = 0.0) -> dict[str, float]:
+def engine_trial(args: argparse.Namespace) -> dict[str, float]:
     from loraplan.train.engine import TrialSpec, clear_cache, default_setup, run_trial
     from loraplan.train.models import ModelRef
 
     clear_cache()
     spec = TrialSpec(setup=default_setup(), model=ModelRef(MODEL, True, args.layers, args.hidden), data=str(DATA),
                      tokenizer=str(TOKENIZER), steps=args.steps, lr=args.lr, rank=args.rank, alpha=32.0,
-                     batch_size=args.batch_size, seq_len=args.seq_len, eval_fraction=eval_fraction, seed=0,
+                     batch_size=args.batch_size, seq_len=args.seq_len, eval_fraction=0.0, seed=0,
                      device="cpu")
     start = time.perf_counter()
     record = run_trial(spec)
@@ -84,34 +86,56 @@ def trl_trial(args: argparse.Namespace) -> dict[str, float]:
     return {"tokens_per_s": tokens / seconds, "train_s": seconds, "tokens": tokens}
 
 
-def ray_overhead(args: argparse.Namespace) -> dict[str, float]:
-    import ray
+def cli_args(args: argparse.Namespace, steps: int) -> list[str]:
+    """The trial both sides run, as a user types it."""
+    return [MODEL, "--random-init", "--layers", str(args.layers), "--hidden", str(args.hidden), "--data", str(DATA),
+            "--tokenizer", str(TOKENIZER), "--steps", str(steps), "--batch-size", str(args.batch_size),
+            "--seq-len", str(args.seq_len), "--json"]
 
-    from loraplan.train.engine import clear_cache
-    from loraplan.train.sweep import OBJECT_STORE_BYTES, SweepSpec, run_sweep
+
+def timed(command: list[str]) -> tuple[float, dict]:
+    import json
 
     start = time.perf_counter()
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
-    ray_start = time.perf_counter() - start
-    try:
-        clear_cache()
-        warm = engine_trial(args, eval_fraction=0.1)["wall_s"]  # a sweep trial scores a held-out set
-        start = time.perf_counter()  # the same trial in a fresh process: imports and all, as a Ray worker pays
-        subprocess.run([sys.executable, __file__, "--direct-trial", *sys.argv[1:]], check=True)
-        direct = time.perf_counter() - start
-        spec = SweepSpec(model=MODEL, data=(str(DATA),), lrs=(args.lr,), ranks=(args.rank,), steps=args.steps,
-                         tokenizer=str(TOKENIZER), batch_size=args.batch_size, seq_len=args.seq_len,
-                         random_init=True, layers=args.layers, hidden=args.hidden)
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, json.loads(done.stdout)
+
+
+def ray_overhead(args: argparse.Namespace, steps: int, lrs: list[float]) -> dict[str, list[float]]:
+    """`loraplan run` once per LR (each trial directly, one after the other) against one `loraplan sweep` over
+    the same LRs (the same trials on a Ray instance the command starts and stops; every CPU per trial, so
+    the trials run one after the other as the direct ones do), through the installed console script,
+    alternated `--repeat` times so that drifts of a shared machine hit both sides."""
+    loraplan = str(Path(sys.executable).with_name("loraplan"))
+    common = cli_args(args, steps)
+    out: dict[str, list[float]] = {"run_s": [], "sweep_s": [], "run_trial_s": [], "sweep_trial_s": []}
+    for _ in range(args.repeat):
+        walls, trains = [], []
+        for lr in lrs:
+            wall, record = timed([loraplan, "run", *common, "--lr", f"{lr:g}", "--rank", str(args.rank)])
+            walls.append(wall)
+            trains.append(record["train_seconds"])
+        out["run_s"].append(sum(walls))
+        out["run_trial_s"].append(sum(trains))
         with tempfile.TemporaryDirectory() as store:
-            start = time.perf_counter()
-            run_sweep(spec, Path(store) / "s", echo=False, cpus_per_trial=os.cpu_count() or 1)
-            tuned = time.perf_counter() - start
-    finally:
-        ray.shutdown()
-    return {"ray_start_s": ray_start, "direct_s": direct, "warm_s": warm, "tune_s": tuned,
-            "overhead": (tuned - direct) / direct, "overhead_warm": (tuned - warm) / warm}
+            wall, result = timed([loraplan, "sweep", *common, "--lrs", ",".join(f"{lr:g}" for lr in lrs),
+                                  "--ranks", str(args.rank), "--cpus-per-trial", str(os.cpu_count() or 1),
+                                  "--store", str(Path(store) / "s")])
+        out["sweep_s"].append(wall)
+        out["sweep_trial_s"].append(sum(t["wall_s"] for t in result["trials"]))
+    return out
+
+
+def steps_for(args: argparse.Namespace) -> int:
+    """Steps for which `loraplan run` takes about --trial-seconds end to end, from two short runs (--steps and
+    3 x --steps): their difference is the time per step, the rest does not grow with the steps (start-up,
+    loading, the fixed number of held-out evaluations)."""
+    loraplan = str(Path(sys.executable).with_name("loraplan"))
+    walls = [timed([loraplan, "run", *cli_args(args, n), "--lr", str(args.lr), "--rank", str(args.rank)])[0]
+             for n in (args.steps, 3 * args.steps)]
+    per_step = max(1e-3, (walls[1] - walls[0]) / (2 * args.steps))
+    fixed = max(0.0, walls[0] - args.steps * per_step)
+    return max(1, round((args.trial_seconds - fixed) / per_step))
 
 
 def main() -> None:
@@ -124,12 +148,13 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--trial-seconds", type=float, default=60.0,
+                        help="(b): steps chosen from (a)'s speed so the trial trains about this long")
+    parser.add_argument("--repeat", type=int, default=2, help="(b): run/sweep pairs")
+    parser.add_argument("--ray-sets", type=int, default=2, choices=(1, 2),
+                        help="(b): 1 = the one-trial comparison only, 2 = also three trials")
     parser.add_argument("--skip-trl", action="store_true")
-    parser.add_argument("--direct-trial", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.direct_trial:  # (b)'s fresh-process baseline
-        engine_trial(args, eval_fraction=0.1)
-        return
     import torch
 
     print(f"{MODEL} random init, {args.layers} layers, hidden {args.hidden}; {args.steps} steps x batch "
@@ -144,12 +169,18 @@ def main() -> None:
               f"{trl['tokens_per_s']:9.0f} tok/s", flush=True)
         print(f"    ratio engine / TRL: {engine['tokens_per_s'] / trl['tokens_per_s']:.2f} (target >= 1.0)", flush=True)
     if not args.skip_ray:
-        ray = ray_overhead(args)
-        print(f"(b) one trial: in a fresh process {ray['direct_s']:.1f} s, in this warm process {ray['warm_s']:.1f} s, "
-              f"as a one-trial sweep on Ray Tune {ray['tune_s']:.1f} s; overhead {ray['overhead']:+.1%} vs fresh, "
-              f"{ray['overhead_warm']:+.1%} vs warm (target < 10% for a 60-second trial); Ray start-up "
-              f"{ray['ray_start_s']:.1f} s once per sweep", flush=True)
-
+        steps = steps_for(args)
+        for lrs in ([args.lr], [args.lr * f for f in (0.3, 1.0, 3.0)])[:args.ray_sets]:
+            ray = ray_overhead(args, steps, lrs)
+            what = "one trial" if len(lrs) == 1 else f"{len(lrs)} trials (LRs {', '.join(f'{v:g}' for v in lrs)})"
+            for n, (run, sweep) in enumerate(zip(ray["run_s"], ray["sweep_s"], strict=True)):
+                print(f"(b) {what}, {steps} steps each, pair {n + 1}: `loraplan run` x{len(lrs)} {run:.1f} s "
+                      f"(trials {ray['run_trial_s'][n]:.1f} s), `loraplan sweep` {sweep:.1f} s (trials "
+                      f"{ray['sweep_trial_s'][n]:.1f} s): overhead {(sweep - run) / len(lrs):+.1f} s per trial = "
+                      f"{(sweep - run) / run:+.1%}", flush=True)
+            run, sweep = statistics.median(ray["run_s"]), statistics.median(ray["sweep_s"])
+            print(f"    {what}: median overhead {(sweep - run) / run:+.1%} of running them directly (target < 10% "
+                  f"for a 60-second trial; Ray's start and stop included)", flush=True)
 
 if __name__ == "__main__":
     main()

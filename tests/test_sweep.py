@@ -128,6 +128,17 @@ def test_adaptive_extends_a_grid_whose_best_point_is_at_its_edge(ray_address: st
     assert grown.rounds == 2 and [r["lr"] for r in grown.rows if r["round"] == 1] == [added]
 
 
+def test_cpus_are_shared_out_among_a_rounds_trials(ray_address: str) -> None:
+    from loraplan.train.sweep import _resources
+
+    # the module's Ray has 2 CPUs and no GPU: a lone trial trains on both, a full round on one each
+    assert _resources(None, None, trials=1) == {"cpu": 2}
+    assert _resources(None, None, trials=2) == {"cpu": 1}
+    assert _resources(None, None, trials=15) == {"cpu": 1}
+    assert _resources(None, 3, trials=1) == {"cpu": 3}  # the user's --cpus-per-trial is kept as given
+    assert _resources(0, None, trials=1) == {"cpu": 2}  # --gpus-per-trial 0: CPUs only
+
+
 def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_address: str, tmp_path: Path) -> None:
     spec = SweepSpec(model="meta-llama/Llama-3.2-1B", data=("none",), lrs=GRID, ranks=(4,), steps=2)
     outcome = run_sweep(spec, tmp_path / "store", objective=objectives.failing(3e-3), echo=False)

@@ -65,7 +65,9 @@ def sweep(
     gpus_per_trial: Annotated[float | None, typer.Option("--gpus-per-trial", min=0.0,
                                                          help="GPUs per trial where the cluster has GPUs "
                                                          "(default 1; 0 = CPU only)")] = None,
-    cpus_per_trial: Annotated[int, typer.Option("--cpus-per-trial", min=1, help="CPUs per trial without GPUs")] = 1,
+    cpus_per_trial: Annotated[int | None, typer.Option(
+        "--cpus-per-trial", min=1, help="CPUs per trial without GPUs (default: the CPUs shared out among the "
+        "round's trials, at least 1, at most one machine's)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sweep LR x rank (and full fine-tuning) with the trial engine on Ray Tune; fit each optimum.

@@ -294,12 +294,23 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         ray.shutdown()
 
 
-def _resources(gpus_per_trial: float | None, cpus_per_trial: int) -> dict[str, float]:
+def _resources(gpus_per_trial: float | None, cpus_per_trial: int | None, trials: int) -> dict[str, float]:
+    """What one trial asks Ray for: a GPU where the cluster has any, else CPUs.
+
+    Without `cpus_per_trial`, the CPUs are shared out among the round's trials (at least 1 each, at most
+    the largest machine's): a round with fewer trials than CPUs, such as a one-trial sweep or the
+    adaptive search's later rounds, then trains each trial on several threads instead of leaving CPUs idle.
+    """
     import ray
 
     if ray.cluster_resources().get("GPU", 0) > 0 and gpus_per_trial != 0:
         return {"cpu": 1, "gpu": gpus_per_trial or 1}
-    return {"cpu": cpus_per_trial}
+    if cpus_per_trial:
+        return {"cpu": cpus_per_trial}
+    total = int(ray.cluster_resources().get("CPU", 1))
+    per_machine = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
+                      default=total)
+    return {"cpu": max(1, min(per_machine, total // max(1, trials)))}
 
 
 def _run_round(store: SweepStore, number: int, trials: list[dict[str, Any]], common: dict[str, Any],
@@ -338,8 +349,8 @@ def trial_dirname(trial: Any) -> str:
 
 
 def run_sweep(spec: SweepSpec, store_path: str | Path, *, address: str | None = None, resume: bool = False,
-              objective: Objective | None = None, gpus_per_trial: float | None = None, cpus_per_trial: int = 1,
-              echo: bool = True, model_name: str | None = None) -> SweepOutcome:
+              objective: Objective | None = None, gpus_per_trial: float | None = None,
+              cpus_per_trial: int | None = None, echo: bool = True, model_name: str | None = None) -> SweepOutcome:
     """Run (or resume) the sweep into `store_path`; returns the store's rows and their summary."""
     spec.validate()
     start = time.perf_counter()
@@ -353,16 +364,17 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, address: str | None = 
     lrs_by_method = {"lora": list(spec.lrs), **({"full": list(spec.full_lrs)} if spec.full_lrs else {})}
     step = _grid_step(list(spec.lrs))
     number = 0
-    resources: dict[str, float] | None = None
+    ray_started = False
     with contextlib.ExitStack() as ray_held:  # Ray starts only when a round has trials left to run
         while True:
             trials = spec.trials(lrs_by_method, number)
             done = store.keys()
             missing = [t for t in trials if t["key"] not in done]
             if missing:
-                if resources is None:
+                if not ray_started:
                     ray_held.enter_context(ray_session(address))
-                    resources = _resources(gpus_per_trial, cpus_per_trial)
+                    ray_started = True
+                resources = _resources(gpus_per_trial, cpus_per_trial, len(missing))
                 _run_round(store, number, missing, common, objective, resources, model_config, echo)
             if not spec.adaptive or number + 1 >= spec.max_rounds:
                 break
