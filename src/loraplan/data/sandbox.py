@@ -11,8 +11,9 @@ every operation whose result could outgrow the render budget (`DataLimits.render
 - width-taking operations (`center`, `ljust`, `rjust`, `zfill`, `indent`, printf and `format` widths,
   `replace`, `join`, `batch`, `lipsum`, `tojson` indent) are checked before they allocate;
 - `range()` hands out at most `DataLimits.loop_items` items per record;
-- a watchdog thread interrupts a render that runs past `DataLimits.render_seconds` (CPython's
-  PyThreadState_SetAsyncExc: the exception lands at the next bytecode, so pure-Python loops stop).
+- a render that runs past `DataLimits.render_seconds` is interrupted: by a SIGALRM timer on the main
+  thread, elsewhere by a watchdog thread (CPython's PyThreadState_SetAsyncExc); either way the
+  exception lands at the next bytecode, so pure-Python loops stop.
 
 A limit hit raises RenderLimitError, a TemplateError: the caller turns it into the record's error.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import signal
 import string
 import threading
 import time
@@ -247,7 +249,14 @@ _FILTER_PROJECTIONS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], int]]
 
 # -- the per-record time limit ---------------------------------------------------------------------------
 class Watchdog:
-    """Interrupts a thread's render once it passes its deadline; one daemon thread per process."""
+    """Interrupts a render once it passes its deadline.
+
+    On the main thread (worker processes, and every serial caller) a SIGALRM timer does it when nobody
+    else uses SIGALRM: a helper thread would cost every later allocation its lock, since glibc's malloc
+    skips locking only while a process has one thread (measured: the Rust tokenizer's `encode_batch`
+    runs 7% slower in a process that ever started a second thread). Elsewhere (the serial count renders
+    on a background thread) one daemon thread per process watches every thread's deadline.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -257,9 +266,16 @@ class Watchdog:
         if self._raise is not None:
             self._raise.argtypes = [ctypes.c_ulong, ctypes.py_object]
             self._raise.restype = ctypes.c_int
+        self._alarm_armed = False  # a SIGALRM timer of ours is running for the main thread's render
+        self._alarm_used = False
 
     def start(self, seconds: float) -> None:
         """From now, this thread's render may run `seconds`; past that, RenderTimeout is raised in it."""
+        if self._alarm_free():
+            self._alarm_used = self._alarm_armed = True
+            signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            return
         if self._raise is None:  # not CPython: the operation bounds above still hold
             return
         tid = threading.get_ident()
@@ -271,6 +287,12 @@ class Watchdog:
 
     def stop(self) -> None:
         """The render is over; a timeout fired but not yet delivered is withdrawn."""
+        if self._alarm_used and threading.current_thread() is threading.main_thread():
+            self._alarm_armed = False  # first: an alarm arriving from here on is ignored
+            self._alarm_used = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            return
         if self._raise is None:
             return
         tid = threading.get_ident()
@@ -278,6 +300,16 @@ class Watchdog:
             job = self._jobs.pop(tid, None)
             if job is not None and job[1]:
                 self._raise(tid, ctypes.py_object())  # a NULL exception clears one not yet delivered
+
+    def _alarm_free(self) -> bool:
+        """Whether this render can use a SIGALRM timer: main thread, and SIGALRM unused by anyone else."""
+        return (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, self._on_alarm))
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if self._alarm_armed:
+            self._alarm_armed = False
+            raise RenderTimeout
 
     def _run(self) -> None:
         """Sleep until the earliest deadline (at most 1 s, so a newly armed shorter limit is seen), then fire."""
