@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 DATA = ROOT / "examples" / "chat.jsonl"
 TOKENIZER = ROOT / "examples" / "tokenizer"
 MODEL = "meta-llama/Llama-3.2-1B"
+LORAPLAN = str(Path(sys.executable).with_name("loraplan"))  # the console script installed next to this Python
 
 
 def engine_trial(args: argparse.Namespace) -> dict[str, float]:
@@ -106,19 +107,18 @@ def ray_overhead(args: argparse.Namespace, steps: int, lrs: list[float]) -> dict
     the same LRs (the same trials on a Ray instance the command starts and stops; every CPU per trial, so
     the trials run one after the other as the direct ones do), through the installed console script,
     alternated `--repeat` times so that drifts of a shared machine hit both sides."""
-    loraplan = str(Path(sys.executable).with_name("loraplan"))
     common = cli_args(args, steps)
     out: dict[str, list[float]] = {"run_s": [], "sweep_s": [], "run_trial_s": [], "sweep_trial_s": []}
     for _ in range(args.repeat):
         walls, trains = [], []
         for lr in lrs:
-            wall, record = timed([loraplan, "run", *common, "--lr", f"{lr:g}", "--rank", str(args.rank)])
+            wall, record = timed([LORAPLAN, "run", *common, "--lr", f"{lr:g}", "--rank", str(args.rank)])
             walls.append(wall)
             trains.append(record["train_seconds"])
         out["run_s"].append(sum(walls))
         out["run_trial_s"].append(sum(trains))
         with tempfile.TemporaryDirectory() as store:
-            wall, result = timed([loraplan, "sweep", *common, "--lrs", ",".join(f"{lr:g}" for lr in lrs),
+            wall, result = timed([LORAPLAN, "sweep", *common, "--lrs", ",".join(f"{lr:g}" for lr in lrs),
                                   "--ranks", str(args.rank), "--cpus-per-trial", str(os.cpu_count() or 1),
                                   "--store", str(Path(store) / "s")])
         out["sweep_s"].append(wall)
@@ -130,8 +130,7 @@ def steps_for(args: argparse.Namespace) -> int:
     """Steps for which `loraplan run` takes about --trial-seconds end to end, from two short runs (--steps and
     3 x --steps): their difference is the time per step, the rest does not grow with the steps (start-up,
     loading, the fixed number of held-out evaluations)."""
-    loraplan = str(Path(sys.executable).with_name("loraplan"))
-    walls = [timed([loraplan, "run", *cli_args(args, n), "--lr", str(args.lr), "--rank", str(args.rank)])[0]
+    walls = [timed([LORAPLAN, "run", *cli_args(args, n), "--lr", str(args.lr), "--rank", str(args.rank)])[0]
              for n in (args.steps, 3 * args.steps)]
     per_step = max(1e-3, (walls[1] - walls[0]) / (2 * args.steps))
     fixed = max(0.0, walls[0] - args.steps * per_step)
@@ -149,7 +148,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--trial-seconds", type=float, default=60.0,
-                        help="(b): steps chosen from (a)'s speed so the trial trains about this long")
+                        help="(b): steps chosen from two short runs so that a trial takes about this long")
     parser.add_argument("--repeat", type=int, default=2, help="(b): run/sweep pairs")
     parser.add_argument("--ray-sets", type=int, default=2, choices=(1, 2),
                         help="(b): 1 = the one-trial comparison only, 2 = also three trials")
@@ -181,6 +180,7 @@ def main() -> None:
             run, sweep = statistics.median(ray["run_s"]), statistics.median(ray["sweep_s"])
             print(f"    {what}: median overhead {(sweep - run) / run:+.1%} of running them directly (target < 10% "
                   f"for a 60-second trial; Ray's start and stop included)", flush=True)
+
 
 if __name__ == "__main__":
     main()

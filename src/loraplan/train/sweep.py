@@ -303,11 +303,12 @@ def _resources(gpus_per_trial: float | None, cpus_per_trial: int | None, trials:
     """
     import ray
 
-    if ray.cluster_resources().get("GPU", 0) > 0 and gpus_per_trial != 0:
+    cluster = ray.cluster_resources()
+    if cluster.get("GPU", 0) > 0 and gpus_per_trial != 0:
         return {"cpu": 1, "gpu": gpus_per_trial or 1}
     if cpus_per_trial:
         return {"cpu": cpus_per_trial}
-    total = int(ray.cluster_resources().get("CPU", 1))
+    total = int(cluster.get("CPU", 1))
     per_machine = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
                       default=total)
     return {"cpu": max(1, min(per_machine, total // max(1, trials)))}
